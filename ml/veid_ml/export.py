@@ -1,0 +1,59 @@
+"""Bit-exact export: a SavedModel (TF-Serving / TF C API / Go compatible) plus a frozen graph, then the manifest.
+
+Why not `model.export()` or `model.save()`: Keras orders variables by memory address, so its SavedModels differ
+between processes, and a tf.Module holding a Keras 3 model exports duplicate variables that the C API cannot load.
+A plain tf.Module that tracks the raw tf.Variables in `model.variables` order is both loadable everywhere and
+byte-stable. fingerprint.pb is not written (TF_FLAG_SAVED_MODEL_FINGERPRINTING=false, set by determinism.configure):
+it would hold a random uuid.
+"""
+
+import os
+from pathlib import Path
+
+import tensorflow as tf
+from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+from veid_ml import hashing
+from veid_ml.atomic import atomic_dir, write_bytes_atomic
+
+SERVING_KEY = tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY  # "serving_default"
+
+
+def export_model(weights_dir: Path, artifact: str, model, signatures: dict) -> dict:
+    """Write `<weights_dir>/<artifact>/` and `<weights_dir>/<artifact>_frozen.pb`, then the manifest; return it.
+
+    `signatures` maps signature keys to tf.functions with a full input_signature (named TensorSpecs, batch dim None)
+    that return a dict of named outputs; it must contain "serving_default", which is also the frozen graph.
+    The manifest is removed first and written last, so a directory with a manifest is a complete export.
+    """
+    if os.environ.get("TF_FLAG_SAVED_MODEL_FINGERPRINTING") != "false":
+        raise RuntimeError("export needs veid_ml.determinism.configure() first (fingerprint.pb would hold a uuid)")
+    if SERVING_KEY not in signatures:
+        raise ValueError(f"signatures must include {SERVING_KEY!r}; got {sorted(signatures)}")
+    weights_dir = Path(weights_dir)
+    weights_dir.mkdir(parents=True, exist_ok=True)
+    (weights_dir / hashing.MANIFEST_NAME).unlink(missing_ok=True)
+
+    module = tf.Module()
+    module.model_variables = [v.value for v in model.variables]
+    concrete = {key: fn.get_concrete_function() for key, fn in signatures.items()}
+    with atomic_dir(weights_dir / artifact) as staging:
+        tf.saved_model.save(module, str(staging), signatures=concrete)
+
+    frozen = convert_variables_to_constants_v2(concrete[SERVING_KEY])
+    write_bytes_atomic(weights_dir / f"{artifact}_frozen.pb",
+                       frozen.graph.as_graph_def().SerializeToString(deterministic=True))
+    return hashing.write_manifest(weights_dir, artifact)
+
+
+def load_serving(saved_model_dir: Path, key: str = SERVING_KEY):
+    """Load a SavedModel's signature as a callable taking named tensors and returning a dict of outputs."""
+    saved_model_dir = Path(saved_model_dir)
+    if not (saved_model_dir / "saved_model.pb").is_file():
+        raise FileNotFoundError(f"no SavedModel at {saved_model_dir} (missing saved_model.pb); train the model first")
+    loaded = tf.saved_model.load(str(saved_model_dir))
+    if key not in loaded.signatures:
+        raise KeyError(f"SavedModel {saved_model_dir} has no signature {key!r}; it has {sorted(loaded.signatures)}")
+    fn = loaded.signatures[key]
+    fn._veid_keepalive = loaded  # the signature does not own its variables' object graph
+    return fn

@@ -1,0 +1,114 @@
+"""Model hashing and governance: per-model manifests, one model digest, and the repo-level lock of approved digests.
+
+The model digest follows the OpenSSF model-signing idea: hash every artifact file, then hash the sorted list of
+(path, file digest) pairs, so one value pins the whole model and a mismatch can still be traced to a file.
+"""
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from veid_ml.atomic import write_text_atomic
+
+MANIFEST_NAME = "manifest.json"
+LOCK_VERSION = 1
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def artifact_paths(weights_dir: Path, artifact: str) -> list[str]:
+    """Every file of a model: the SavedModel directory's files and the frozen graph, as sorted posix paths."""
+    weights_dir = Path(weights_dir)
+    files = []
+    saved_model = weights_dir / artifact
+    if saved_model.is_dir():
+        files += [p.relative_to(weights_dir).as_posix() for p in saved_model.rglob("*") if p.is_file()]
+    if (weights_dir / f"{artifact}_frozen.pb").is_file():
+        files.append(f"{artifact}_frozen.pb")
+    return sorted(files)
+
+
+def model_digest(files: dict[str, str]) -> str:
+    lines = "".join(f"{digest}  {path}\n" for path, digest in sorted(files.items()))
+    return "sha256:" + hashlib.sha256(lines.encode()).hexdigest()
+
+
+def compute_manifest(weights_dir: Path, artifact: str) -> dict:
+    files = {rel: file_sha256(Path(weights_dir) / rel) for rel in artifact_paths(weights_dir, artifact)}
+    return {"artifact": artifact, "algorithm": "sha256", "files": files, "digest": model_digest(files)}
+
+
+def write_manifest(weights_dir: Path, artifact: str) -> dict:
+    manifest = compute_manifest(weights_dir, artifact)
+    write_text_atomic(Path(weights_dir) / MANIFEST_NAME, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return manifest
+
+
+def read_json(path: Path, what: str) -> dict:
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{what} not found: {path}") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{what} {path} is not valid JSON: {e}") from None
+
+
+def read_lock(lock_path: Path) -> dict:
+    if not Path(lock_path).exists():
+        return {"version": LOCK_VERSION, "models": {}}
+    lock = read_json(lock_path, "model lock file")
+    if lock.get("version") != LOCK_VERSION or not isinstance(lock.get("models"), dict):
+        raise ValueError(f"model lock file {lock_path} has an unknown layout (expected version {LOCK_VERSION})")
+    return lock
+
+
+def approve(lock_path: Path, model_name: str, weights_dir: Path, manifest: dict) -> None:
+    """Record a model's manifest in the lock: the act of approving exactly these bytes."""
+    lock = read_lock(lock_path)
+    rel_dir = os.path.relpath(Path(weights_dir).resolve(), Path(lock_path).resolve().parent)
+    lock["models"][model_name] = {
+        "weights_dir": Path(rel_dir).as_posix(),
+        "artifact": manifest["artifact"],
+        "digest": manifest["digest"],
+        "files": manifest["files"],
+    }
+    write_text_atomic(lock_path, json.dumps(lock, indent=2, sort_keys=True) + "\n")
+
+
+def diff_files(expected: dict[str, str], actual: dict[str, str], prefix: str = "") -> list[str]:
+    problems = [f"changed: {prefix}{p}" for p in sorted(expected) if p in actual and actual[p] != expected[p]]
+    problems += [f"missing: {prefix}{p}" for p in sorted(expected) if p not in actual]
+    problems += [f"extra: {prefix}{p}" for p in sorted(actual) if p not in expected]
+    return problems
+
+
+def verify(lock_path: Path, models: list[str] | None = None) -> dict[str, list[str]]:
+    """Recompute every approved model's files and compare with the lock. Returns {model: [problems]}; empty = OK."""
+    lock_path = Path(lock_path)
+    lock = read_lock(lock_path)
+    names = sorted(lock["models"]) if models is None else models
+    report = {}
+    for name in names:
+        entry = lock["models"].get(name)
+        if entry is None:
+            report[name] = [f"not in the lock file {lock_path}"]
+            continue
+        weights_dir = lock_path.parent / entry["weights_dir"]
+        actual = compute_manifest(weights_dir, entry["artifact"])
+        problems = diff_files(entry["files"], actual["files"], prefix=f"{entry['weights_dir']}/")
+        if not problems and actual["digest"] != entry["digest"]:
+            problems.append(f"digest {actual['digest']} != approved {entry['digest']}")
+        manifest_path = weights_dir / MANIFEST_NAME
+        if not manifest_path.exists():
+            problems.append(f"missing: {entry['weights_dir']}/{MANIFEST_NAME} (export incomplete?)")
+        elif read_json(manifest_path, "model manifest").get("digest") != entry["digest"]:
+            problems.append(f"changed: {entry['weights_dir']}/{MANIFEST_NAME} digest differs from the lock")
+        report[name] = problems
+    return report

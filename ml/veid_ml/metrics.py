@@ -1,0 +1,130 @@
+"""metrics.json in the spec's schema, shared metric helpers, latency measurement and ROC/DET plots.
+
+Fields split in two: the deterministic part (metrics, training_config, dataset sizes and content hashes, determinism)
+must be identical on every machine that re-trains the model; the rest (training_date, inference_latency_ms and
+anything listed in "non_deterministic_fields") depends on when and where it ran. `deterministic_part()` returns the
+comparable half.
+"""
+
+import datetime
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from sklearn import metrics as skm
+
+from veid_ml import __version__
+from veid_ml.atomic import write_bytes_atomic, write_text_atomic
+
+NON_DETERMINISTIC_FIELDS = ("training_date", "inference_latency_ms", "timing", "non_deterministic_fields")
+
+
+def _round(x):
+    """Round floats for the JSON (6 significant decimals); the values themselves are bit-exact across machines."""
+    if isinstance(x, dict):
+        return {k: _round(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_round(v) for v in x]
+    if isinstance(x, (float, np.floating)):
+        return round(float(x), 6)
+    if isinstance(x, np.integer):
+        return int(x)
+    return x
+
+
+def build_metrics(model_name: str, metrics: dict, latency_ms: dict, training_config: dict, dataset: dict,
+                  determinism: dict, timing: dict | None = None, **extra) -> dict:
+    import tensorflow as tf
+
+    doc = {
+        "model_name": model_name,
+        "version": __version__,
+        "training_date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "framework": "tensorflow",
+        "framework_version": tf.__version__,
+        "metrics": metrics,
+        "inference_latency_ms": latency_ms,
+        "training_config": training_config,
+        "dataset": dataset,
+        "determinism": determinism,
+    }
+    if timing:
+        doc["timing"] = timing
+    doc.update(extra)
+    doc["non_deterministic_fields"] = list(NON_DETERMINISTIC_FIELDS)
+    return _round(doc)
+
+
+def write_metrics(path: Path, doc: dict) -> None:
+    write_text_atomic(path, json.dumps(doc, indent=2) + "\n")
+
+
+def deterministic_part(doc: dict) -> dict:
+    skip = set(doc.get("non_deterministic_fields", NON_DETERMINISTIC_FIELDS))
+    return {k: v for k, v in doc.items() if k not in skip}
+
+
+def binary_metrics(y_true, score, threshold: float) -> dict:
+    """The spec's five metrics for a score where higher means positive."""
+    y_true = np.asarray(y_true).astype(int)
+    y_pred = (np.asarray(score) >= threshold).astype(int)
+    return {
+        "accuracy": skm.accuracy_score(y_true, y_pred),
+        "precision": skm.precision_score(y_true, y_pred, zero_division=0),
+        "recall": skm.recall_score(y_true, y_pred, zero_division=0),
+        "f1_score": skm.f1_score(y_true, y_pred, zero_division=0),
+        "auc_roc": skm.roc_auc_score(y_true, score),
+    }
+
+
+def equal_error_rate(y_true, score) -> tuple[float, float]:
+    """(EER, threshold at the EER) from the ROC curve."""
+    fpr, tpr, thr = skm.roc_curve(y_true, score)
+    fnr = 1.0 - tpr
+    i = int(np.nanargmin(np.abs(fnr - fpr)))
+    return float((fpr[i] + fnr[i]) / 2.0), float(thr[i])
+
+
+def tpr_at_fpr(y_true, score, max_fpr: float) -> tuple[float, float]:
+    """(best TPR with FPR <= max_fpr, its threshold)."""
+    fpr, tpr, thr = skm.roc_curve(y_true, score)
+    ok = np.flatnonzero(fpr <= max_fpr)
+    i = ok[np.argmax(tpr[ok])]
+    return float(tpr[i]), float(thr[i])
+
+
+def latency_ms(fn, inputs: dict, runs: int = 300, warmup: int = 30) -> dict:
+    """p50/p95/p99 wall time of single calls of a loaded signature (what a validator pays per request)."""
+    for _ in range(warmup):
+        fn(**inputs)
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        out = fn(**inputs)
+        for v in out.values():
+            v.numpy()
+        times.append((time.perf_counter() - t) * 1000.0)
+    p50, p95, p99 = np.percentile(times, [50, 95, 99])
+    return {"p50": float(p50), "p95": float(p95), "p99": float(p99)}
+
+
+def save_curve_plot(path: Path, y_true, score, title: str) -> None:
+    """ROC and DET curves side by side, as PNG (matplotlib, no display needed)."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_roc, ax_det) = plt.subplots(1, 2, figsize=(10, 4.2))
+    skm.RocCurveDisplay.from_predictions(y_true, score, ax=ax_roc, name=title)
+    skm.DetCurveDisplay.from_predictions(y_true, score, ax=ax_det, name=title)
+    ax_roc.set_title("ROC")
+    ax_det.set_title("DET")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
+    plt.close(fig)
+    write_bytes_atomic(path, buf.getvalue())

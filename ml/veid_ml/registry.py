@@ -1,0 +1,46 @@
+"""The three consensus models: where their code and approved artifacts live."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+ML_DIR = Path(__file__).resolve().parent.parent
+LOCK_PATH = ML_DIR / "models.lock.json"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str  # the spec's model_name, also the package name
+    artifact: str  # SavedModel directory name under weights/; the frozen graph is <artifact>_frozen.pb
+
+    @property
+    def package_dir(self) -> Path:
+        return ML_DIR / self.name
+
+    @property
+    def weights_dir(self) -> Path:
+        return self.package_dir / "weights"
+
+    @property
+    def train_script(self) -> Path:
+        return self.package_dir / "train.py"
+
+
+MODELS = {
+    m.name: m
+    for m in (
+        ModelSpec("facial_verification", "facial_model"),
+        ModelSpec("liveness_detection", "liveness_model"),
+        ModelSpec("ocr_extraction", "ocr_model"),
+    )
+}
+
+
+def get(name: str) -> ModelSpec:
+    if name not in MODELS:
+        raise KeyError(f"unknown model {name!r}; known models: {', '.join(MODELS)}")
+    return MODELS[name]
+
+
+def available() -> list[ModelSpec]:
+    """Models whose train script exists in this checkout (the models are added one issue at a time)."""
+    return [m for m in MODELS.values() if m.train_script.is_file()]

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Create .venv and install exactly the pinned, hash-checked dependencies (idempotent: reruns only when
+# ml/requirements-deterministic.txt changes). Python 3.11 is required: the pins and approved model bytes are for it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REQ=ml/requirements-deterministic.txt
+STAMP=.venv/.installed-requirements.sha256
+PY=${PYTHON:-$(command -v python3.11 || command -v python3)}
+"$PY" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || {
+  echo "bootstrap: Python 3.11 is required (found $("$PY" --version 2>&1)); set PYTHON=/path/to/python3.11" >&2
+  exit 1
+}
+want=$(sha256sum "$REQ" pyproject.toml | sha256sum | cut -d' ' -f1)
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
+  exit 0
+fi
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r "$REQ"
+.venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+echo "$want" > "$STAMP"

@@ -1,0 +1,40 @@
+"""The committed, approved models: their bytes match the lock, and re-training from scratch reproduces them."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from veid_ml import hashing, metrics, registry
+
+LOCK = hashing.read_lock(registry.LOCK_PATH)
+APPROVED = sorted(LOCK["models"])
+
+
+def test_lock_covers_every_model_that_has_a_train_script():
+    assert sorted(m.name for m in registry.available()) == APPROVED
+
+
+@pytest.mark.parametrize("name", APPROVED)
+def test_committed_artifacts_verify(name):
+    assert hashing.verify(registry.LOCK_PATH, [name]) == {name: []}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", APPROVED)
+def test_retraining_reproduces_the_approved_bytes(name, tmp_path):
+    """What every validator relies on: the spec's command, in a fresh process, gives the approved model exactly."""
+    spec = registry.get(name)
+    proc = subprocess.run(
+        [sys.executable, "train.py", "--seed", "42", "--export-format", "savedmodel", "--out-dir", str(tmp_path),
+         "--no-approve"], cwd=spec.package_dir, capture_output=True, text=True, timeout=3600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    retrained = hashing.compute_manifest(tmp_path, spec.artifact)
+    approved = LOCK["models"][name]
+    assert hashing.diff_files(approved["files"], retrained["files"]) == []
+    assert retrained["digest"] == approved["digest"]
+    committed = json.loads((spec.weights_dir / "metrics.json").read_text())
+    fresh = json.loads((tmp_path / "metrics.json").read_text())
+    for key in ("metrics", "dataset", "determinism"):
+        assert metrics.deterministic_part(fresh)[key] == metrics.deterministic_part(committed)[key], key

@@ -1,0 +1,57 @@
+"""Atomic writes, the metrics.json schema and the trainer's overrides."""
+
+import pytest
+
+from veid_ml import atomic, metrics, training
+
+
+def test_interrupted_directory_write_leaves_nothing_behind(tmp_path):
+    target = tmp_path / "model"
+    target.mkdir()
+    (target / "old.txt").write_text("approved")
+    with pytest.raises(RuntimeError):
+        with atomic.atomic_dir(target) as staging:
+            (staging / "half.txt").write_text("half-written")
+            raise RuntimeError("killed mid-export")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+    assert (target / "old.txt").read_text() == "approved"
+
+
+def test_directory_write_replaces_the_old_one(tmp_path):
+    target = tmp_path / "model"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    with atomic.atomic_dir(target) as staging:
+        (staging / "new.txt").write_text("new")
+    assert sorted(p.name for p in target.iterdir()) == ["new.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_metrics_schema_and_deterministic_part():
+    doc = metrics.build_metrics(
+        "liveness_detection", {"accuracy": 0.991234567}, {"p50": 1.0, "p95": 2.0, "p99": 3.0},
+        {"epochs": 3, "batch_size": 64, "learning_rate": 1e-3, "optimizer": "adam", "seed": 42},
+        {"train_samples": 10, "validation_samples": 2, "test_samples": 3}, {"tf_deterministic_ops": True})
+    for key in ("model_name", "version", "training_date", "framework", "framework_version", "metrics",
+                "inference_latency_ms", "training_config", "dataset", "determinism"):
+        assert key in doc
+    assert doc["framework"] == "tensorflow" and doc["metrics"]["accuracy"] == 0.991235
+    det = metrics.deterministic_part(doc)
+    assert "training_date" not in det and "inference_latency_ms" not in det and det["metrics"] == doc["metrics"]
+
+
+def test_binary_metrics_are_real():
+    m = metrics.binary_metrics([0, 0, 1, 1], [0.1, 0.6, 0.4, 0.9], threshold=0.5)
+    assert m["accuracy"] == 0.5 and m["precision"] == 0.5 and m["recall"] == 0.5 and m["auc_roc"] == 0.75
+    eer, _ = metrics.equal_error_rate([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9])
+    assert eer == 0.0
+
+
+def test_overrides_are_typed_and_checked():
+    cfg = training.parse_overrides(["epochs=3", "learning_rate=0.01", "optimizer=sgd"],
+                                   {"epochs": 10, "learning_rate": 1e-3, "optimizer": "adam"})
+    assert cfg == {"epochs": 3, "learning_rate": 0.01, "optimizer": "sgd"}
+    with pytest.raises(SystemExit, match="key one of"):
+        training.parse_overrides(["epoch=3"], {"epochs": 10})
+    with pytest.raises(SystemExit, match="not a valid int"):
+        training.parse_overrides(["epochs=many"], {"epochs": 10})
