@@ -14,7 +14,7 @@ from veid_ml import determinism, hashing
 HOSTILE_ENV = {
     "OMP_NUM_THREADS": "7",
     "TF_NUM_INTRAOP_THREADS": "5",
-    "TF_ENABLE_ONEDNN_OPTS": "1",
+    "TF_ENABLE_ONEDNN_OPTS": "0",
     "ONEDNN_MAX_CPU_ISA": "AVX512_CORE",
     "PYTHONHASHSEED": "1",
     "TF_DETERMINISTIC_OPS": "0",

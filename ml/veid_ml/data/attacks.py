@@ -128,8 +128,8 @@ def _match_stats(img, reference):
     ref_prev, img_prev = reference, img
     for sigma in (1.0, 3.0):  # match the energy of the finest and the mid-frequency band separately
         ref_band, img_band = cv2.GaussianBlur(reference, (0, 0), sigma), cv2.GaussianBlur(img, (0, 0), sigma)
-        gain = np.clip((ref_prev - ref_band).std() / max(float((img_prev - img_band).std()), 1e-6), 0.25, 4.0)
-        out = out + (img_prev - img_band) * float(gain)
+        gain = (ref_prev - ref_band).std(axis=(0, 1)) / np.maximum((img_prev - img_band).std(axis=(0, 1)), 1e-6)
+        out = out + (img_prev - img_band) * np.clip(gain, 0.25, 4.0)
         ref_prev, img_prev = ref_band, img_band
     out = out - out.mean(axis=(0, 1))
     out = out * (reference.std() / max(float(out.std()), 1e-6)) + reference.mean(axis=(0, 1))

@@ -106,8 +106,8 @@ def _draw_mrz(draw, lines, page_w, y_top, px_per_mm, boxes):
         y = y_top + i * line_gap
         draw.text((x0, y), line, font=f, fill=(15, 15, 20))
         boxes[f"mrz_line_{i + 1}"] = _text_box(draw, (x0, y), line, f)
-    boxes["mrz"] = [min(b[k] for n, b in boxes.items() if n.startswith("mrz_line")) if k < 2 else
-                    max(b[k] for n, b in boxes.items() if n.startswith("mrz_line")) for k in range(4)]
+    line_boxes = np.array([boxes[f"mrz_line_{i + 1}"] for i in range(len(lines))])
+    boxes["mrz"] = [*line_boxes[:, :2].min(axis=0).tolist(), *line_boxes[:, 2:].max(axis=0).tolist()]
 
 
 def render_page(person: dict, layout: str, split: str, index: int, seed: int, rng: np.random.Generator):
@@ -209,13 +209,16 @@ def document_sample(index: int, split: str, seed: int = 42, layout: str = "TD1")
     corners = np.array([[-w / 2, -h / 2], [w / 2, -h / 2], [w / 2, h / 2], [-w / 2, h / 2]]) * scale
     rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
     dst = corners @ rotation.T + centre + rng.uniform(-0.035, 0.035, (4, 2)) * np.array([w, h]) * scale
+    span = dst.max(axis=0) - dst.min(axis=0)  # keep the whole page in frame: no field may be cut off
+    dst = dst.mean(axis=0) + (dst - dst.mean(axis=0)) * min(1.0, *((np.array([out_w, out_h]) - 6) / span))
+    dst += np.maximum(0, 3 - dst.min(axis=0)) - np.maximum(0, dst.max(axis=0) - (np.array([out_w, out_h]) - 3))
     src = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
     homography = cv2.getPerspectiveTransform(src, dst.astype(np.float32))
 
     corner_mask = Image.new("L", (w, h), 0)
     ImageDraw.Draw(corner_mask).rounded_rectangle([0, 0, w - 1, h - 1], radius=int(3.2 * PAGE[layout][2]), fill=255)
     warped = cv2.warpPerspective(page, homography, (out_w, out_h), flags=cv2.INTER_AREA).astype(np.float32)
-    alpha = cv2.warpPerspective(np.asarray(corner_mask), homography, (out_w, out_h)).astype(np.float32)[:, :, None] / 255
+    alpha = cv2.warpPerspective(np.asarray(corner_mask), homography, (out_w, out_h))[:, :, None] / np.float32(255)
     desk = _desk(out_h, out_w, rng)
     shadow = cv2.GaussianBlur(alpha, (0, 0), 6)[:, :, None]
     shadow = np.roll(shadow, (int(rng.integers(2, 8)), int(rng.integers(-5, 6))), axis=(0, 1))
@@ -255,7 +258,8 @@ def write_contact_sheets(out_dir, n: int = 4, seed: int = 42) -> Path:
                     cv2.polylines(image, [np.int32(quad)], True, colour, 1)
             row.append(cv2.resize(image, (image.shape[1] // 2, image.shape[0] // 2), interpolation=cv2.INTER_AREA))
         height = max(t.shape[0] for t in row)
-        tiles.append(np.hstack([np.pad(t, ((0, height - t.shape[0]), (0, 4), (0, 0)), constant_values=255) for t in row]))
+        row = [np.pad(t, ((0, height - t.shape[0]), (0, 4), (0, 0)), constant_values=255) for t in row]
+        tiles.append(np.hstack(row))
     width = max(t.shape[1] for t in tiles)
     sheet = np.vstack([np.pad(t, ((0, 4), (0, width - t.shape[1]), (0, 0)), constant_values=255) for t in tiles])
     out = Path(out_dir) / "documents.png"

@@ -6,6 +6,7 @@ the pixel grid into that frame, so nothing is resampled. Shading is Lambertian o
 brow ridge, cheekbones, eye sockets, lips, chin), which gives the side-lit relief that real photos such as Yale's have.
 """
 
+import cv2
 import numpy as np
 from PIL import Image
 
@@ -120,6 +121,8 @@ def random_view(rng: np.random.Generator) -> dict:
         "hand": rng.uniform([-0.2, 0.1, 0.0], [0.2, 0.35, 1.0]).tolist() if rng.random() < 0.06 else None,
         "strand": rng.uniform([-0.15, -0.2, -1.0], [0.15, 0.05, 1.0]).tolist() if rng.random() < 0.1 else None,
         "grayscale": bool(rng.random() < GRAYSCALE_FRACTION),
+        "texture": float(rng.uniform(0.0, 0.09)),  # fine surface grain: skin pores, wall plaster, fabric
+        "texture_seed": int(rng.integers(2**31)),
     }
 
 
@@ -330,7 +333,9 @@ def render_layers(params: dict, view: dict, size: int) -> tuple[np.ndarray, np.n
     head = np.maximum(face, front)
     body_light = np.clip(0.75 + 0.7 * light[0] * px, 0, 1.2) * (1 - 0.45 * neck)
     shade = w["ambient"] + (1 - w["ambient"]) * (head * diffuse * 1.15 + (1 - head) * body_light)
-    img *= shade[..., None]
+    grain = np.random.Generator(np.random.PCG64(w["texture_seed"])).standard_normal((size, size), np.float32)
+    grain = cv2.GaussianBlur(grain, (0, 0), 0.6)
+    img *= (shade * (1 + w["texture"] * grain))[..., None]
     img *= np.asarray(w["light_colour"], np.float32)
 
     # Catchlights reflect the light's direction; then occluders, which the light model leaves out.

@@ -23,8 +23,8 @@ GIVEN_F = ["Anna", "Maria", "Anna Maria", "María José", "Françoise", "Élodie
            "Jóhanna", "Mette", "Sarah", "Ngozi", "Aïcha", "Marie-Claire", "Ann-Kristin", "Chloé", "Björg", "Mariana",
            "Ingrid", "Li", "Ayse", "Emma", "Olivia", "Sofía", "Renée", "Hélène", "Agnès", "Brigitte", "Mónica"]
 GIVEN_M = ["Erik", "José", "Björn", "Søren", "Jürgen", "François", "Jean-Pierre", "Andrés", "Óscar", "Ángel", "Nuño",
-           "Mohammed", "Chukwuemeka", "Hans Peter", "Karl-Heinz", "Lars", "Wei", "Rémi", "Sven", "Tomás", "Joël", "Jörg",
-           "Olaf", "Pedro", "Kofi", "Raúl", "Émile", "Thomas", "Luca", "Ahmed", "Daniel", "Ole Kristian", "Jesús"]
+           "Mohammed", "Chukwuemeka", "Hans Peter", "Karl-Heinz", "Lars", "Wei", "Rémi", "Sven", "Tomás", "Joël",
+           "Jörg", "Olaf", "Pedro", "Kofi", "Raúl", "Émile", "Thomas", "Luca", "Ahmed", "Daniel", "Ole Kristian", "Jesús"]
 PLACES = ["Zürich", "Malmö", "Besançon", "Córdoba", "Århus", "Tromsø", "Köln", "Genève", "München", "Lisboa",
           "Utopia City", "Bordeaux", "Göteborg", "Düsseldorf", "Málaga", "Québec", "Montréal", "Lagos", "Accra",
           "New York", "Dublin", "Kraków", "Ålesund", "Reykjavík", "Nîmes", "Cádiz", "Linköping", "Praha", "Wien",

@@ -39,6 +39,7 @@ FONTS = {
     "test": {"text": ["NotoSans-Regular.ttf", "NotoSerif-Regular.ttf"], "mono": ["FreeMono.ttf"]},
 }
 MRZ_SHARE = 0.4
+MAX_FIELD_CHARS = 44  # longer printed values wrap onto a second line on real documents; 44 still reads at 32 x 512
 _MONTHS = ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"]
 LABELS = ["Surname / Nom", "Given names / Prénoms", "Date of birth / Date de naissance", "Nationality / Nationalité",
           "Date of expiry / Date d'expiration", "Document No. / No du document", "Sex / Sexe", "Place of birth",
@@ -99,6 +100,8 @@ def field_text(person: dict, rng: np.random.Generator) -> str:
     else:
         text = str(rng.choice(LABELS))
         text = text.upper() if rng.random() < 0.3 else text
+    if len(text) > MAX_FIELD_CHARS:  # keep the first printed line: cut at a word boundary
+        text = text[: MAX_FIELD_CHARS + 1].rsplit(" ", 1)[0][:MAX_FIELD_CHARS]
     return text
 
 
@@ -178,8 +181,9 @@ def guilloche(h: int, w: int, rng: np.random.Generator, scale: float = 1.0) -> n
         period = rng.uniform(6, 18) * scale
         amplitude, wavelength = rng.uniform(3, 25) * scale, rng.uniform(40, 200) * scale
         phase, theta = rng.uniform(0, 2 * np.pi), rng.uniform(0, np.pi)
-        u = x * np.cos(theta) + y * np.sin(theta)
-        v = -x * np.sin(theta) + y * np.cos(theta)
+        cos, sin = float(np.cos(theta)), float(np.sin(theta))  # Python floats keep the arrays float32
+        u = x * cos + y * sin
+        v = y * cos - x * sin
         wave = (v + amplitude * np.sin(2 * np.pi * u / wavelength + phase)) / period
         line = np.exp(-((wave - np.round(wave)) ** 2) / (2 * (0.06 + 0.05 * rng.random()) ** 2))
         out = np.maximum(out, line * rng.uniform(0.4, 1.0))

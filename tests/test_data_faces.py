@@ -1,0 +1,128 @@
+"""Face and presentation-attack generators: determinism, split hygiene, no global liveness cue; real-data loaders."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from veid_ml.data import attacks, faces, real
+from veid_ml.data.rng import content_hash
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _param_vector(p):
+    return tuple(round(p[k], 9) for k in faces.RANGES)
+
+
+def test_face_shapes_and_dtypes():
+    images, labels = faces.face_dataset("val", n_identities=3, views_per_identity=2, size=48, workers=1)
+    assert images.shape == (6, 48, 48, 3) and images.dtype == np.uint8
+    assert labels.tolist() == [0, 0, 1, 1, 2, 2] and labels.dtype == np.int32
+    img, live, species = attacks.liveness_sample(0, "val", size=48)
+    assert img.shape == (48, 48, 3) and img.dtype == np.uint8 and live in (0, 1)
+    assert (species == -1) == (live == 1)
+
+
+def test_same_bytes_in_a_separate_process():
+    code = ("from veid_ml.data import faces, attacks; from veid_ml.data.rng import content_hash;"
+            "print(content_hash(faces.face_image('train', 7, 3, size=64), attacks.liveness_sample(5, 'train', size=64)[0]))")
+    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           cwd=ROOT).stdout.strip()
+    here = content_hash(faces.face_image("train", 7, 3, size=64), attacks.liveness_sample(5, "train", size=64)[0])
+    assert other == here
+
+
+def test_same_bytes_with_one_or_two_workers():
+    one = attacks.liveness_dataset("test", 70, size=32, workers=1)
+    two = attacks.liveness_dataset("test", 70, size=32, workers=2)
+    assert content_hash(*one) == content_hash(*two)
+
+
+def test_splits_have_disjoint_identities():
+    vectors = {s: {_param_vector(faces.identity_params(s, i)) for i in range(150)} for s in ("train", "val", "test")}
+    assert not vectors["train"] & vectors["val"] and not vectors["train"] & vectors["test"]
+    assert not vectors["val"] & vectors["test"]
+
+
+def test_siblings_look_alike():
+    siblings = [i for i in range(1, 300) if faces._is_sibling("train", i, 42)]
+    assert 0.1 < len(siblings) / 300 < 0.3
+    params = [np.array(_param_vector(faces.identity_params("train", i))) for i in range(300)]
+    spread = np.array([hi - lo for lo, hi in faces.RANGES.values()])
+    nearest = [min(np.abs((params[i] - params[j]) / spread).mean() for j in range(300) if j != i) for i in siblings]
+    random_pairs = [np.abs((params[i] - params[i + 1]) / spread).mean() for i in range(0, 298, 2)]
+    assert np.median(nearest) < 0.5 * np.median(random_pairs)
+
+
+def test_views_of_one_identity_differ():
+    a, b = faces.face_image("train", 3, 0, size=48), faces.face_image("train", 3, 1, size=48)
+    assert np.abs(a.astype(int) - b.astype(int)).mean() > 5
+
+
+def test_liveness_classes_balanced():
+    _, live, species = attacks.liveness_dataset("val", 300, size=32, workers=1)
+    assert 0.4 < live.mean() < 0.6
+    assert set(species[live == 0]) == set(range(len(attacks.SPECIES)))
+
+
+def test_no_global_cue_separates_bona_fide_from_attacks():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from check_liveness_cues import cue_accuracy
+
+    assert cue_accuracy(600, workers=1) < 0.75
+
+
+def _write(path, size=(20, 16), mode="RGB"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new(mode, size, 128).save(path)
+
+
+def test_load_faces(tmp_path):
+    for who in ("ann", "bob"):
+        _write(tmp_path / who / "1.png")
+        _write(tmp_path / who / "2.jpg")
+    images, labels, names = real.load_faces(tmp_path, size=32)
+    assert images.shape == (4, 32, 32, 3) and labels.tolist() == [0, 0, 1, 1] and names == ["ann", "bob"]
+
+
+@pytest.mark.parametrize("problem, match", [("missing", "does not exist"), ("one", "at least 2"),
+                                            ("empty", "no images"), ("broken", "unreadable")])
+def test_load_faces_errors(tmp_path, problem, match):
+    _write(tmp_path / "ann" / "1.png")
+    if problem == "empty":
+        (tmp_path / "bob").mkdir()
+    if problem == "broken":
+        (tmp_path / "bob").mkdir()
+        (tmp_path / "bob" / "1.png").write_bytes(b"not an image")
+    root = tmp_path / "nowhere" if problem == "missing" else tmp_path
+    with pytest.raises(ValueError, match=match):
+        real.load_faces(root)
+
+
+def test_load_liveness(tmp_path):
+    _write(tmp_path / "live" / "a.png")
+    _write(tmp_path / "spoof" / "print" / "b.png")
+    _write(tmp_path / "spoof" / "replay" / "c.bmp")
+    images, live, species = real.load_liveness(tmp_path, size=24)
+    assert images.shape == (3, 24, 24, 3) and live.tolist() == [1, 0, 0] and species == ["", "print", "replay"]
+    (tmp_path / "spoof" / "mask").mkdir()
+    with pytest.raises(ValueError, match="has no images"):
+        real.load_liveness(tmp_path)
+    with pytest.raises(ValueError, match="missing folder"):
+        real.load_liveness(tmp_path / "live")
+
+
+def test_load_ocr(tmp_path):
+    with pytest.raises(ValueError, match="missing label file"):
+        real.load_ocr(tmp_path)
+    _write(tmp_path / "lines" / "a.png", size=(60, 12), mode="L")
+    (tmp_path / "labels.tsv").write_text("lines/a.png\tP<UTOERIKSSON\n", encoding="utf-8")
+    images, texts = real.load_ocr(tmp_path)
+    assert images[0].shape == (12, 60) and texts == ["P<UTOERIKSSON"]
+    (tmp_path / "labels.tsv").write_text("lines/b.png\tX\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="does not exist"):
+        real.load_ocr(tmp_path)
