@@ -86,3 +86,30 @@ def test_broken_lock_file_is_a_clear_error(tmp_path, capsys):
     lock.write_text("{not json")
     rc = cli.main(["verify", "--lock", str(lock)])
     assert rc == 2 and "not valid JSON" in capsys.readouterr().err
+
+
+LOAD_APPROVED = """
+import sys
+import numpy as np
+from veid_ml import inference
+try:
+    fn = inference.load_approved("tiny", lock_path=sys.argv[1])
+except inference.UnapprovedModelError as e:
+    print("REFUSED", e)
+    sys.exit(3)
+print("SCORE", float(fn(image=np.full((1, 24, 24, 3), 0.5, np.float32))["probability"].numpy()[0, 0]))
+"""
+
+
+def test_inference_loads_only_approved_bytes(approved):
+    lock, weights = approved
+    ok = subprocess.run([sys.executable, "-c", LOAD_APPROVED, str(lock)], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert 0.0 < float(ok.stdout.split("SCORE")[1]) < 1.0
+    path = weights / "tiny_model" / "variables" / "variables.data-00000-of-00001"
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0x80
+    path.write_bytes(bytes(data))
+    bad = subprocess.run([sys.executable, "-c", LOAD_APPROVED, str(lock)], capture_output=True, text=True)
+    assert bad.returncode == 3, bad.stderr[-2000:]
+    assert "REFUSED" in bad.stdout and "changed: tiny/weights/tiny_model/variables/variables.data" in bad.stdout
