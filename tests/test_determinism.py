@@ -87,3 +87,15 @@ def test_pinned_environ_overrides_everything_hostile():
     for key, value in determinism.FORCED_ENV.items():
         assert env[key] == value
     assert "TF_XLA_FLAGS" not in env
+
+
+def test_frozen_graph_is_canonical(tiny_export):
+    """Frozen-graph node order once differed between processes: it is serialized sorted, and still loads."""
+    import tensorflow as tf
+
+    graph_def = tf.compat.v1.GraphDef()
+    graph_def.ParseFromString((tiny_export / "tiny_model_frozen.pb").read_bytes())
+    names = [n.name for n in graph_def.node]
+    assert names == sorted(names)
+    with tf.Graph().as_default():
+        tf.compat.v1.import_graph_def(graph_def, name="")

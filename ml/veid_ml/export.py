@@ -41,9 +41,27 @@ def export_model(weights_dir: Path, artifact: str, model, signatures: dict) -> d
         tf.saved_model.save(module, str(staging), signatures=concrete)
 
     frozen = convert_variables_to_constants_v2(concrete[SERVING_KEY])
-    write_bytes_atomic(weights_dir / f"{artifact}_frozen.pb",
-                       frozen.graph.as_graph_def().SerializeToString(deterministic=True))
+    write_bytes_atomic(weights_dir / f"{artifact}_frozen.pb", canonical_graph_bytes(frozen.graph.as_graph_def()))
     return hashing.write_manifest(weights_dir, artifact)
+
+
+def canonical_graph_bytes(graph_def) -> bytes:
+    """A GraphDef serialized byte-stably: nodes and library functions sorted by name.
+
+    Node order carries no meaning in a GraphDef, but freezing emits the nodes that replace captured variables in an
+    order that differed between processes (seen on the OCR model); `deterministic=True` only fixes map ordering.
+    """
+    nodes = sorted(graph_def.node, key=lambda n: n.name)
+    del graph_def.node[:]
+    graph_def.node.extend(nodes)
+    functions = sorted(graph_def.library.function, key=lambda f: f.signature.name)
+    del graph_def.library.function[:]
+    graph_def.library.function.extend(functions)
+    for fn in graph_def.library.function:
+        body = sorted(fn.node_def, key=lambda n: n.name)
+        del fn.node_def[:]
+        fn.node_def.extend(body)
+    return graph_def.SerializeToString(deterministic=True)
 
 
 def load_serving(saved_model_dir: Path, key: str = SERVING_KEY):

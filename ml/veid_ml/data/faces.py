@@ -77,15 +77,21 @@ def _is_sibling(split: str, index: int, seed: int) -> bool:
     return index > 0 and sample_rng("face_family", split, index, seed).random() < SIBLING_FRACTION
 
 
+def family_root(split: str, identity_index: int, seed: int = 42) -> int:
+    """The non-sibling identity a look-alike copies (itself for a non-sibling): same root = look-alike family."""
+    root = identity_index
+    while _is_sibling(split, root, seed):  # walk up to a non-sibling so all look-alikes resemble the same person
+        root = int(sample_rng("face_family", split, root, seed).integers(0, root))
+    return root
+
+
 def identity_params(split: str, identity_index: int, seed: int = 42) -> dict:
     """The identity's parameter dict. A sibling copies its family root's parameters with a small perturbation."""
     rng = sample_rng("face_identity", split, identity_index, seed)
     own = _draw_identity(rng)
     if not _is_sibling(split, identity_index, seed):
         return own
-    root = identity_index
-    while _is_sibling(split, root, seed):  # walk up to a non-sibling so all look-alikes resemble the same person
-        root = int(sample_rng("face_family", split, root, seed).integers(0, root))
+    root = family_root(split, identity_index, seed)
     p = _draw_identity(sample_rng("face_identity", split, root, seed))
     for k, (lo, hi) in RANGES.items():
         p[k] = float(np.clip(p[k] + rng.normal(0, 0.15 * (hi - lo)), lo, hi))
@@ -416,9 +422,7 @@ def write_contact_sheets(out_dir, size: int = 112, views: int = 8) -> str:
     import os
 
     sibling = next(i for i in range(1, 200) if _is_sibling("train", i, 42))
-    root = sibling
-    while _is_sibling("train", root, 42):
-        root = int(sample_rng("face_family", "train", root, 42).integers(0, root))
+    root = family_root("train", sibling, 42)
     rows = [root, sibling] + [i for i in range(12) if i not in (root, sibling)][:8]
     sheet = Image.new("RGB", (views * size, len(rows) * size))
     for r, ident in enumerate(rows):

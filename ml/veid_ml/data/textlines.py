@@ -223,6 +223,15 @@ def text_line_sample(index: int, split: str, seed: int = 42, height: int = 32, w
         tracking, jitter, shrink = rng.uniform(-0.04, 0.15), rng.uniform(0, 0.02), rng.uniform(0.7, 1.0)
     if not set(text) <= set(ALPHABET):
         raise ValueError(f"generated text {text!r} has characters outside ALPHABET: {set(text) - set(ALPHABET)}")
+    return render_line(text, font_name, rng, tracking, jitter, shrink, height, width), text, kind
+
+
+def render_line(text: str, font_name: str, rng: np.random.Generator, tracking: float = 0.0, jitter: float = 0.0,
+                shrink: float = 1.0, height: int = 32, width: int = 512) -> np.ndarray:
+    """A given text as a photographed line crop (uint8 (height, width)) in the style of text_line_sample.
+
+    Also used to render real MRZ specimens for evaluation scripts.
+    """
     size = int(rng.integers(16, 44))  # rendering size: small sizes get upscaled (soft), large ones downscaled
     stroke = int(rng.random() < 0.15 and size >= 28)
     mask = render_text_mask(text, font_name, size, rng, tracking, jitter, stroke)
@@ -243,7 +252,7 @@ def text_line_sample(index: int, split: str, seed: int = 42, height: int = 32, w
     alpha = np.zeros((height, width), np.float32)
     alpha[y0: y0 + new_h, left: left + new_w] = np.clip(mask, 0, 1) * rng.uniform(0.8, 1.0)
     gray = bg * (1 - alpha) + ink * alpha
-    return capture_gray(gray, camera.random_params(rng, rng.uniform(0.2, 1.0)), rng), text, kind
+    return capture_gray(gray, camera.random_params(rng, rng.uniform(0.2, 1.0)), rng)
 
 
 def capture_gray(gray: np.ndarray, params: dict, rng: np.random.Generator) -> np.ndarray:

@@ -1,0 +1,1 @@
+"""Facial verification: a face embedder trained with CosFace on synthetic identities (see train.py)."""

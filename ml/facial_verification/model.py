@@ -1,0 +1,91 @@
+"""Face embedding CNN and its CosFace training head.
+
+The embedder maps a 64x64 RGB face crop (float32 in [0, 1], aligned like veid_ml.face_align.CANONICAL_EYES), with its
+brightness and contrast standardised (and, unless colour=True, reduced to luma), to an L2-normalised 128-d vector; two faces are the same person when the cosine of their
+embeddings is high. It is a plain VGG-style stack (3x3 convs, max-pooling) ending in a flattened 4x4 map, so the
+embedding keeps where features are (global average pooling would throw away the face's geometry, which is most of what
+identifies a synthetic face).
+Training adds a cosine classifier over the training identities with an additive margin (CosFace, Wang et al. 2018):
+    loss = softmax-CE(scale * (cos(theta_y) - margin), others: scale * cos(theta_j))
+which pulls each identity's views together and pushes identities apart on the sphere. The head is discarded at export.
+"""
+
+import keras
+import tensorflow as tf
+
+INPUT_SIZE = 64
+EMBEDDING_DIM = 128
+COSFACE_SCALE = 30.0
+
+
+class LumaStandardize(keras.layers.Layer):
+    """Zero mean and unit variance of the luma per image: exposure and contrast carry no identity. With colour=False
+    the output is the standardised luma alone; with colour=True the same shift and scale are applied to R, G and B,
+    so hue and saturation (skin tone, eye and hair colour) survive."""
+
+    def __init__(self, colour: bool, **kwargs):
+        super().__init__(**kwargs)
+        self.colour = colour
+
+    def call(self, image):
+        gray = tf.reduce_sum(image * tf.constant([0.299, 0.587, 0.114]), axis=-1, keepdims=True)
+        mean, var = tf.nn.moments(gray, axes=[1, 2, 3], keepdims=True)
+        return ((image if self.colour else gray) - mean) * tf.math.rsqrt(var + 1e-4)
+
+
+def _conv(x, filters, name, strides=1):
+    x = keras.layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+    return keras.layers.ReLU(name=f"{name}_relu")(x)
+
+
+def build_embedder(width: int = 16, colour: bool = False) -> keras.Model:
+    """Face image (N, 64, 64, 3) in [0, 1] -> unit embedding (N, 128). Channels grow fast where the map is small,
+    where they are cheap: 16 at 32x32, 3 * width at 16x16, 6 * width at 8x8."""
+    image = keras.Input((INPUT_SIZE, INPUT_SIZE, 3), name="image")
+    x = LumaStandardize(colour, name="luma_standardize")(image)
+    x = _conv(x, 16, "stem", strides=2)  # 32x32
+    x = _conv(x, 16, "b1")
+    x = keras.layers.MaxPooling2D(name="pool1")(x)  # 16x16
+    x = _conv(x, 3 * width, "b2a")
+    x = _conv(x, 3 * width, "b2b")
+    x = keras.layers.MaxPooling2D(name="pool2")(x)  # 8x8
+    x = _conv(x, 6 * width, "b3a")
+    x = _conv(x, 6 * width, "b3b")
+    x = keras.layers.MaxPooling2D(name="pool3")(x)  # 4x4
+    x = keras.layers.Flatten(name="flatten")(x)
+    x = keras.layers.Dense(EMBEDDING_DIM, use_bias=False, name="embedding_dense")(x)
+    x = keras.layers.BatchNormalization(name="embedding_bn")(x)
+    embedding = keras.layers.UnitNormalization(name="embedding")(x)
+    return keras.Model(image, embedding, name="face_embedder")
+
+
+class CosineClassifier(keras.layers.Layer):
+    """cos(angle) between each embedding and one learned unit vector per training identity."""
+
+    def __init__(self, n_classes: int, **kwargs):
+        super().__init__(**kwargs)
+        self.n_classes = n_classes
+
+    def build(self, input_shape):
+        self.centres = self.add_weight(shape=(input_shape[-1], self.n_classes), initializer="glorot_uniform",
+                                       name="centres")
+
+    def call(self, embedding):
+        return tf.matmul(embedding, tf.math.l2_normalize(self.centres, axis=0))
+
+
+def cosface_loss(margin: float):
+    """Softmax cross-entropy on scaled cosines, with the margin subtracted from the true identity's cosine."""
+
+    def loss(onehot, cosine):
+        logits = COSFACE_SCALE * (cosine - margin * onehot)
+        return keras.losses.categorical_crossentropy(onehot, logits, from_logits=True)
+
+    return loss
+
+
+def build_trainer(embedder: keras.Model, n_classes: int) -> keras.Model:
+    """The embedder plus the CosFace head, for training only."""
+    cosine = CosineClassifier(n_classes, name="cosface_head")(embedder.output)
+    return keras.Model(embedder.input, cosine, name="face_trainer")

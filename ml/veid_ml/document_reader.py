@@ -1,0 +1,219 @@
+"""Read an ID document photo: find the card, the MRZ lines and the printed field zones, recognise them, parse the MRZ.
+
+Classical image processing locates the text; the exported OCR SavedModel (ml/ocr_extraction) reads it:
+1. the card: its rim is the longest Canny edge; lines fitted to the straight middle of its four sides meet at the
+   corners, and the quad is warped flat to its layout's page size (TD1 card 85.6 x 54 mm or TD3 passport page
+   125 x 88 mm, told apart by the aspect ratio),
+2. MRZ lines: rows of dark ink (black-hat) in the lower band of the flat page, found by a horizontal projection
+   profile; each line's ink columns give its left and right ends,
+3. printed fields: the zones of the synthetic layout (veid_ml.data.documents), each tightened to its ink,
+4. every line crop is scaled to the recogniser's 32 px height (fit_line) and read in one batch; the MRZ lines are
+   parsed with their check digits (veid_ml.mrz.parse_mrz) and per-character confidences.
+
+The field grid is that of the synthetic documents; the MRZ search only assumes the ICAO band at the bottom.
+No TensorFlow import here: `ocr_serving` is any callable taking image=float32 [N, 32, 512, 1] in [0, 1] and
+returning "text" and "char_confidences" (the loaded serving_default signature).
+"""
+
+import dataclasses
+
+import cv2
+import numpy as np
+
+from veid_ml import mrz
+from veid_ml.data.documents import PAGE, ROWS
+
+LINE_HEIGHT, LINE_WIDTH = 32, 512
+MRZ_LINES = {"TD1": 3, "TD3": 2}
+# Where the synthetic layout puts things, in mm (mirrors documents.render_page)
+FIELD_AREA = {"TD1": {"left": 27.5, "top": 11.0, "row": 6.1, "value_offset": 1.9, "value_size": 2.6},
+              "TD3": {"left": 38.0, "top": 11.5, "row": 7.0, "value_offset": 2.3, "value_size": 3.3}}
+MRZ_BAND = {"TD1": 17.5, "TD3": 16.0}  # band height from the bottom edge
+
+
+def fit_line(gray: np.ndarray, height: int = LINE_HEIGHT, width: int = LINE_WIDTH) -> np.ndarray:
+    """A grey line crop (any size) as the recogniser's input: scaled to `height` with its aspect ratio kept (narrower
+    if it would exceed `width`), left-aligned, padded on the right with the crop's median border tone."""
+    if gray.ndim != 2 or gray.size == 0:
+        raise ValueError(f"expected a non-empty 2-D grey line crop, got shape {gray.shape}")
+    h, w = gray.shape
+    scale = min(height / h, width / w)
+    new_w, new_h = max(1, min(width, int(round(w * scale)))), max(1, min(height, int(round(h * scale))))
+    resized = cv2.resize(gray, (new_w, new_h), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    out = np.full((height, width), np.median(border), np.uint8)
+    y0 = (height - new_h) // 2
+    out[y0: y0 + new_h, :new_w] = resized
+    return out
+
+
+def find_card(gray: np.ndarray) -> np.ndarray:
+    """The card's corners (float32 [4, 2]: top-left, top-right, bottom-right, bottom-left) in image pixels.
+
+    The desk is smooth and the card's rim is a long, sharp edge against it: the longest Canny edge contour (its
+    convex hull) is the card outline.
+    """
+    edges = cv2.Canny(cv2.GaussianBlur(gray, (0, 0), 1.5), 40, 100)
+    edges = cv2.dilate(edges, np.ones((3, 3), np.uint8))  # bridge one-pixel gaps in the rim
+    contours, _ = cv2.findContours(edges, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    if not contours:
+        raise ValueError("no document found: the image has no edges")
+    outline = max(contours, key=lambda c: cv2.arcLength(c, True))[:, 0].astype(np.float32)
+    hull = cv2.convexHull(outline)
+    if cv2.contourArea(hull) < 0.1 * gray.size:
+        raise ValueError("no document found: the longest edge outlines under 10% of the image")
+    perimeter = cv2.arcLength(hull, True)
+    quad = None
+    for eps in (0.01, 0.02, 0.03, 0.05):
+        approx = cv2.approxPolyDP(hull, eps * perimeter, True)
+        if len(approx) == 4:
+            quad = approx[:, 0].astype(np.float32)
+            break
+    if quad is None:  # rounded corners left too many vertices: fall back to the tightest rotated rectangle
+        quad = cv2.boxPoints(cv2.minAreaRect(hull)).astype(np.float32)
+    s, d = quad.sum(axis=1), quad[:, 0] - quad[:, 1]
+    quad = np.float32([quad[np.argmin(s)], quad[np.argmax(d)], quad[np.argmax(s)], quad[np.argmin(d)]])
+    return refine_corners(outline, quad)
+
+
+def refine_corners(outline: np.ndarray, quad: np.ndarray) -> np.ndarray:
+    """Corners where straight lines fitted to the middle of each side meet: the rounded corners' arcs pull
+    polygon-approximation vertices inwards, the straight parts of the sides do not."""
+    lines = []
+    for a, b in zip(quad, np.roll(quad, -1, axis=0)):
+        direction = (b - a) / max(1e-6, np.linalg.norm(b - a))
+        along = (outline - a) @ direction / max(1e-6, np.linalg.norm(b - a))
+        across = np.abs((outline - a) @ np.float32([-direction[1], direction[0]]))
+        side = outline[(along > 0.15) & (along < 0.85) & (across < 6)]
+        if len(side) < 10:
+            return quad
+        vx, vy, x0, y0 = cv2.fitLine(side, cv2.DIST_HUBER, 0, 0.01, 0.01)[:, 0]
+        lines.append(np.cross([x0, y0, 1.0], [x0 + vx, y0 + vy, 1.0]))  # homogeneous line through two points
+    corners = []
+    for i in range(4):
+        x, y, w = np.cross(lines[i - 1], lines[i])
+        if abs(w) < 1e-9:
+            return quad
+        corners.append((x / w, y / w))
+    return np.float32(corners)
+
+
+def flatten_card(gray: np.ndarray, quad: np.ndarray) -> tuple[np.ndarray, str]:
+    """(the card warped flat at its layout's page resolution, layout 'TD1' or 'TD3')."""
+    width = (np.linalg.norm(quad[1] - quad[0]) + np.linalg.norm(quad[2] - quad[3])) / 2
+    height = (np.linalg.norm(quad[3] - quad[0]) + np.linalg.norm(quad[2] - quad[1])) / 2
+    layout = "TD1" if width / height > 1.5 else "TD3"  # 1.585 vs 1.42
+    w, h, _ = PAGE[layout]
+    target = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+    return cv2.warpPerspective(gray, cv2.getPerspectiveTransform(quad, target), (w, h), flags=cv2.INTER_LINEAR), layout
+
+
+def ink_map(gray: np.ndarray, size: int) -> np.ndarray:
+    """Dark strokes thinner than `size` px, relative to their surroundings (black-hat), 0..255."""
+    return cv2.morphologyEx(gray, cv2.MORPH_BLACKHAT, cv2.getStructuringElement(cv2.MORPH_RECT, (size, size)))
+
+
+def _runs(active: np.ndarray) -> list[tuple[int, int]]:
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], active.astype(np.int8), [0]])))
+    return list(zip(edges[::2], edges[1::2]))
+
+
+def ink_columns(ink: np.ndarray, min_gap: int) -> tuple[int, int]:
+    """First and last column of the main text run: column runs closer than `min_gap` px merge into one."""
+    columns = cv2.dilate((ink > 60).any(axis=0).astype(np.uint8)[None], np.ones((1, min_gap), np.uint8))[0] > 0
+    runs = _runs(columns)
+    if not runs:
+        return 0, ink.shape[1]
+    start, end = max(runs, key=lambda r: r[1] - r[0])
+    return max(0, start + min_gap // 2 - 2), min(ink.shape[1], end - min_gap // 2 + 2)
+
+
+def text_rows(ink: np.ndarray, count: int, min_share: float) -> list[tuple[int, int]]:
+    """The `count` heaviest runs of inked rows (top to bottom); a row is inked when a `min_share` fraction of its
+    columns has ink; runs 2 px apart (accents, dots) merge."""
+    profile = (ink > 60).mean(axis=1)
+    active = cv2.dilate((profile > min_share).astype(np.uint8)[:, None], np.ones((3, 1), np.uint8))[:, 0] > 0
+    rows = sorted(_runs(active), key=lambda r: -profile[r[0]:r[1]].sum())[:count]
+    return sorted((y0 + 1, y1 - 1) for y0, y1 in rows)
+
+
+def mrz_line_boxes(page: np.ndarray, layout: str) -> list[tuple[int, int, int, int]]:
+    """(x0, y0, x1, y1) of each MRZ line on the flat page, top to bottom."""
+    _, h, mm = PAGE[layout]
+    top = int(h - (MRZ_BAND[layout] + 4) * mm)  # a little above the band: the flattening is not exact
+    ink = ink_map(page[top:], int(2 * mm))
+    rows = text_rows(ink, MRZ_LINES[layout], 0.15)
+    if len(rows) < MRZ_LINES[layout]:
+        raise ValueError(f"found {len(rows)} MRZ text rows, expected {MRZ_LINES[layout]} for {layout}")
+    boxes = []
+    for y0, y1 in rows:
+        x0, x1 = ink_columns(ink[y0:y1], int(3 * mm))
+        pad = max(2, (y1 - y0) // 6)
+        boxes.append((max(0, x0 - pad), top + max(0, y0 - pad), x1 + pad, min(h, top + y1 + pad)))
+    return boxes
+
+
+def field_boxes(page: np.ndarray, layout: str) -> dict[str, tuple[int, int, int, int]]:
+    """(x0, y0, x1, y1) of each printed field value on the flat page: the layout's zone, tightened to its ink."""
+    w, _, mm = PAGE[layout]
+    geo = FIELD_AREA[layout]
+    boxes = {}
+    for r, row in enumerate(ROWS[layout]):
+        top = int((geo["top"] + r * geo["row"] + geo["value_offset"] - 0.8) * mm)
+        bottom = int(top + (geo["value_size"] * 1.6) * mm)
+        for c, (name, col) in enumerate(row):
+            x0 = int((geo["left"] + col - 0.5) * mm)
+            x1 = int((geo["left"] + row[c + 1][1] - 1) * mm) if c + 1 < len(row) else int(w - 2 * mm)
+            ink = ink_map(page[top:bottom, x0:x1], int(1.5 * mm))
+            rows = text_rows(ink, 1, 0.2 * max(1e-3, (ink > 60).mean(axis=1).max()))  # the value, not the label
+            y0, y1 = rows[0] if rows else (0, bottom - top)
+            pad = max(2, (y1 - y0) // 5)
+            y0, y1 = max(0, y0 - pad), min(bottom - top, y1 + pad)
+            x_start, x_end = ink_columns(ink[y0:y1], int(2.5 * mm))
+            boxes[name] = (x0 + max(0, x_start - 3), top + y0, x0 + min(x1 - x0, x_end + 3), top + y1)
+    return boxes
+
+
+def recognise(ocr_serving, crops: list[np.ndarray]) -> tuple[list[str], list[list[float]]]:
+    """Texts and per-character confidences of grey line crops, read in one batch."""
+    batch = np.stack([fit_line(c) for c in crops]).astype(np.float32)[..., None] / 255.0
+    out = ocr_serving(image=batch)
+    texts = [t.decode("utf-8") for t in np.asarray(out["text"])]
+    confidences = np.asarray(out["char_confidences"])
+    return texts, [confidences[i, : len(t)].tolist() for i, t in enumerate(texts)]
+
+
+def read_document(image_rgb: np.ndarray, ocr_serving) -> dict:
+    """Read a photographed TD1 card or TD3 passport page.
+
+    Returns {"layout", "document_quad" (4 corners in image pixels), "mrz_lines", "mrz" (parsed fields, checks,
+    failed_checks, valid, per-field confidences; None if the lines do not form an MRZ), "fields" (printed values by
+    name), "field_confidences" (lowest character confidence per printed field)}.
+    """
+    image_rgb = np.asarray(image_rgb)
+    if image_rgb.ndim != 3 or image_rgb.shape[2] != 3 or image_rgb.dtype != np.uint8:
+        raise ValueError(f"expected an RGB uint8 image [H, W, 3], got {image_rgb.dtype} {image_rgb.shape}")
+    gray = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2GRAY)
+    quad = find_card(gray)
+    page, layout = flatten_card(gray, quad)
+    mrz_boxes = mrz_line_boxes(page, layout)
+    fields = field_boxes(page, layout)
+    boxes = mrz_boxes + list(fields.values())
+    texts, confidences = recognise(ocr_serving, [page[y0:y1, x0:x1] for x0, y0, x1, y1 in boxes])
+
+    n = len(mrz_boxes)
+    kept = [[(ch, cf) for ch, cf in zip(t, c) if ch != " "] for t, c in zip(texts[:n], confidences[:n])]  # no spaces
+    mrz_lines = ["".join(ch for ch, _ in line) for line in kept]
+    try:
+        parsed = mrz.parse_mrz(mrz_lines, [[cf for _, cf in line] for line in kept])
+        mrz_doc = {**dataclasses.asdict(parsed), "failed_checks": parsed.failed_checks, "valid": parsed.valid}
+    except ValueError:  # misread line lengths or characters: report the raw lines, no parse
+        mrz_doc = None
+    return {
+        "layout": layout,
+        "document_quad": quad.round(1).tolist(),
+        "mrz_lines": mrz_lines,
+        "mrz": mrz_doc,
+        "fields": dict(zip(fields, texts[n:])),
+        "field_confidences": {name: min(c, default=0.0) for name, c in zip(fields, confidences[n:])},
+    }

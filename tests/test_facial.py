@@ -1,0 +1,93 @@
+"""Facial verification: the quick training profile end to end, the committed model's behaviour, alignment fallback."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from veid_ml import registry
+
+SPEC = registry.get("facial_verification")
+SPEC_METRICS = ("accuracy", "precision", "recall", "f1_score", "auc_roc", "eer", "tar_at_far_1e-3",
+                "fnmr_at_fmr_1e-3", "accuracy_at_stored_threshold")
+
+
+def run_python(code: str) -> str:
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout.strip().splitlines()[-1]
+
+
+def test_quick_training_exports_a_complete_model(tmp_path):
+    proc = subprocess.run([sys.executable, "train.py", "--profile", "quick", "--out-dir", str(tmp_path),
+                           "--no-approve"], cwd=SPEC.package_dir, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for name in ("facial_model/saved_model.pb", "facial_model_frozen.pb", "manifest.json", "metrics.json",
+                 "roc_det.png"):
+        assert (tmp_path / name).is_file(), name
+    doc = json.loads((tmp_path / "metrics.json").read_text())
+    assert set(SPEC_METRICS) <= set(doc["metrics"])
+    assert all(0.0 <= doc["metrics"][k] <= 1.0 for k in SPEC_METRICS)
+    assert doc["inference_latency_ms"]["p50"] > 0
+    assert doc["training_config"]["profile"] == "quick"
+    assert -1.0 <= doc["thresholds"]["similarity"] <= 1.0
+
+
+@pytest.mark.skipif(not (SPEC.weights_dir / "facial_model" / "saved_model.pb").is_file(),
+                    reason="no committed facial model")
+def test_committed_model_scores_genuine_pairs_above_impostors():
+    out = run_python(f"""
+        from veid_ml import determinism
+        determinism.configure(reexec=False)
+        import json
+        import numpy as np
+        import tensorflow as tf
+        from veid_ml import export
+        from veid_ml.data import faces
+        serving = export.load_serving({str(SPEC.weights_dir / "facial_model")!r})
+        a = np.stack([faces.face_image("test", i, 0, size=64) for i in range(20)]) / 255.0
+        b = np.stack([faces.face_image("test", i, 1, size=64) for i in range(20)]) / 255.0
+        f = lambda x, y: serving(image_a=tf.constant(x, tf.float32), image_b=tf.constant(y, tf.float32))
+        genuine, impostor = f(a, b), f(a, np.roll(b, 1, axis=0))
+        print(json.dumps({{"genuine": genuine["similarity"].numpy().tolist(),
+                           "impostor": impostor["similarity"].numpy().tolist(),
+                           "genuine_match": genuine["is_match"].numpy().tolist(),
+                           "impostor_match": impostor["is_match"].numpy().tolist(),
+                           "p_genuine": genuine["match_probability"].numpy().tolist()}}))
+    """)
+    r = {k: np.array(v) for k, v in json.loads(out).items()}
+    assert r["genuine"].mean() > r["impostor"].mean() + 0.3
+    assert np.mean(r["genuine"] > r["impostor"]) >= 0.9
+    assert r["genuine_match"].mean() >= 0.8 and r["impostor_match"].mean() <= 0.2
+    assert np.all((r["p_genuine"] >= 0) & (r["p_genuine"] <= 1))
+
+
+def test_align_falls_back_to_the_centre_crop_without_a_face():
+    out = run_python("""
+        from veid_ml import determinism
+        determinism.configure(reexec=False)
+        import json, warnings
+        import numpy as np
+        from veid_ml import face_align
+        blank = np.full((120, 160, 3), 128, np.uint8)
+        blank[:, :20] = 0  # outside the central square: the fallback crop must not include it
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            crop, found = face_align.align(blank, 64)
+        print(json.dumps({"found": bool(found), "shape": list(crop.shape), "min": int(crop.min()),
+                          "warned": any("no face" in str(w.message) for w in caught)}))
+    """)
+    r = json.loads(out)
+    assert r == {"found": False, "shape": [64, 64, 3], "min": 128, "warned": True}
+
+
+def test_align_rejects_bad_input():
+    from veid_ml import face_align
+
+    with pytest.raises(ValueError, match="uint8"):
+        face_align.align(np.zeros((64, 64, 3), np.float32))
+    with pytest.raises(ValueError, match="too small"):
+        face_align.align(np.zeros((8, 8, 3), np.uint8))

@@ -1,0 +1,97 @@
+"""Liveness model: threshold rule, quick end-to-end training, and the committed model's ranking of live vs. attacks."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from liveness_detection.train import apcer_per_species, threshold_for_apcer
+from veid_ml import registry
+
+SPEC = registry.get("liveness_detection")
+METRIC_KEYS = {"accuracy", "precision", "recall", "f1_score", "auc_roc", "apcer", "apcer_max", "bpcer", "acer", "eer",
+               "bpcer_at_apcer_1pct"}
+
+
+def test_threshold_keeps_every_species_under_the_apcer_target_with_least_bpcer():
+    rng = np.random.default_rng(0)
+    live = np.array([1] * 200 + [0] * 600)
+    species = [""] * 200 + ["print"] * 300 + ["replay"] * 300
+    score = np.concatenate([rng.uniform(0.3, 1, 200), rng.uniform(0, 0.5, 300), rng.uniform(0, 0.8, 300)])
+    score = score.astype(np.float32)
+    t = threshold_for_apcer(live, species, score, 0.01)
+    apcer = apcer_per_species(live, species, score, t)
+    assert set(apcer) == {"print", "replay"} and max(apcer.values()) <= 0.01
+    below = np.nextafter(t, np.float32(0))  # any lower threshold breaks the target for some species
+    assert max(apcer_per_species(live, species, score, below).values()) > 0.01
+
+
+def test_quick_training_end_to_end(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "train.py", "--profile", "quick", "--out-dir", str(tmp_path), "--no-approve"],
+        cwd=SPEC.package_dir, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for name in ("liveness_model/saved_model.pb", "liveness_model_frozen.pb", "manifest.json", "metrics.json",
+                 "roc_det.png"):
+        assert (tmp_path / name).is_file(), name
+    doc = json.loads((tmp_path / "metrics.json").read_text())
+    assert METRIC_KEYS <= set(doc["metrics"])
+    assert set(doc["metrics"]["apcer"]) == {"print", "replay", "cutout"}
+    assert 0.0 <= doc["threshold"] <= 1.0
+    assert doc["training_config"]["profile"] == "quick"
+
+
+SCORE_COMMITTED = """
+import json, sys
+import numpy as np
+from veid_ml import determinism
+determinism.configure(reexec=False)
+import tensorflow as tf
+from veid_ml import export
+from veid_ml.data.attacks import SPECIES, liveness_sample
+serve = export.load_serving(sys.argv[1])
+size = serve.structured_input_signature[1]["image"].shape[1]
+groups = {}
+for i in range(400):  # held-out test identities; first 16 samples of each class
+    img, live, species = liveness_sample(i, "test", 42, size)
+    group = "bona_fide" if live else SPECIES[species]
+    if len(groups.setdefault(group, [])) < 16:
+        groups[group].append(img)
+out = {}
+for group, imgs in groups.items():
+    res = serve(image=tf.constant(np.stack(imgs).astype(np.float32) / 255.0))
+    prob = res["probability_bona_fide"].numpy()
+    consistent = bool(np.array_equal(res["is_bona_fide"].numpy(), prob >= res["threshold"].numpy()))
+    out[group] = {"mean": float(prob.mean()), "n": len(imgs), "consistent": consistent}
+print(json.dumps(out))
+"""
+
+
+def test_committed_model_scores_bona_fide_above_every_attack_species():
+    # a fresh process: determinism.configure must run before TensorFlow, which other tests may have imported
+    proc = subprocess.run([sys.executable, "-c", SCORE_COMMITTED, str(SPEC.weights_dir / SPEC.artifact)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    groups = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert set(groups) == {"bona_fide", "print", "replay", "cutout"}
+    assert all(g["n"] == 16 and g["consistent"] for g in groups.values()), groups
+    for species in ("print", "replay", "cutout"):
+        assert groups["bona_fide"]["mean"] > groups[species]["mean"] + 0.5, groups
+
+
+@pytest.mark.parametrize("layout", ["no_spoof", "empty_species"])
+def test_data_dir_with_a_bad_layout_is_a_clear_error(tmp_path, layout):
+    from liveness_detection.train import load_split
+
+    from PIL import Image
+
+    (tmp_path / "live").mkdir()
+    (tmp_path / "spoof").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "live" / "a.png")
+    if layout == "empty_species":
+        (tmp_path / "spoof" / "print").mkdir()
+    with pytest.raises(ValueError, match="spoof"):
+        load_split("train", {"image_size": 64, "seed": 42}, Path(tmp_path))
