@@ -1,7 +1,7 @@
 """Face embedding CNN and its CosFace training head.
 
-The embedder maps a 64x64 RGB face crop (float32 in [0, 1], aligned like veid_ml.face_align.CANONICAL_EYES), with its
-brightness and contrast standardised (and, unless colour=True, reduced to luma), to an L2-normalised 128-d vector; two faces are the same person when the cosine of their
+The embedder maps a 64x64 RGB face crop (float32 in [0, 1], aligned like veid_ml.face_align.CANONICAL_EYES), seen as
+standardised grayscale, to an L2-normalised 128-d vector; two faces are the same person when the cosine of their
 embeddings is high. It is a plain VGG-style stack (3x3 convs, max-pooling) ending in a flattened 4x4 map, so the
 embedding keeps where features are (global average pooling would throw away the face's geometry, which is most of what
 identifies a synthetic face).
@@ -18,19 +18,14 @@ EMBEDDING_DIM = 128
 COSFACE_SCALE = 30.0
 
 
-class LumaStandardize(keras.layers.Layer):
-    """Zero mean and unit variance of the luma per image: exposure and contrast carry no identity. With colour=False
-    the output is the standardised luma alone; with colour=True the same shift and scale are applied to R, G and B,
-    so hue and saturation (skin tone, eye and hair colour) survive."""
-
-    def __init__(self, colour: bool, **kwargs):
-        super().__init__(**kwargs)
-        self.colour = colour
+class GrayStandardize(keras.layers.Layer):
+    """RGB -> luma, then zero mean and unit variance per image: exposure, contrast and white balance carry no identity,
+    and real enrolment photos (and benchmarks such as Yale) are often grayscale."""
 
     def call(self, image):
         gray = tf.reduce_sum(image * tf.constant([0.299, 0.587, 0.114]), axis=-1, keepdims=True)
         mean, var = tf.nn.moments(gray, axes=[1, 2, 3], keepdims=True)
-        return ((image if self.colour else gray) - mean) * tf.math.rsqrt(var + 1e-4)
+        return (gray - mean) * tf.math.rsqrt(var + 1e-4)
 
 
 def _conv(x, filters, name, strides=1):
@@ -39,11 +34,11 @@ def _conv(x, filters, name, strides=1):
     return keras.layers.ReLU(name=f"{name}_relu")(x)
 
 
-def build_embedder(width: int = 16, colour: bool = False) -> keras.Model:
+def build_embedder(width: int = 16) -> keras.Model:
     """Face image (N, 64, 64, 3) in [0, 1] -> unit embedding (N, 128). Channels grow fast where the map is small,
     where they are cheap: 16 at 32x32, 3 * width at 16x16, 6 * width at 8x8."""
     image = keras.Input((INPUT_SIZE, INPUT_SIZE, 3), name="image")
-    x = LumaStandardize(colour, name="luma_standardize")(image)
+    x = GrayStandardize(name="gray_standardize")(image)
     x = _conv(x, 16, "stem", strides=2)  # 32x32
     x = _conv(x, 16, "b1")
     x = keras.layers.MaxPooling2D(name="pool1")(x)  # 16x16

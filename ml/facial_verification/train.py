@@ -29,7 +29,6 @@ CONFIG = {
     "optimizer": "adamw",
     "weight_decay": 0.0005,
     "width": 16,
-    "colour": False,
     "cosface_margin": 0.2,
     "image_size": 64,
     "train_identities": 4000,  # many identities, few views: generalising to unseen people is the hard part
@@ -166,7 +165,7 @@ def train(cfg: dict, data_dir) -> training.Trained:
     x_val, y_val, val_families = load_split(data_dir, "val", cfg)
     n_classes = int(y_train.max()) + 1
 
-    embedder = fv_model.build_embedder(cfg["width"], cfg["colour"])
+    embedder = fv_model.build_embedder(cfg["width"])
     trainer = fv_model.build_trainer(embedder, n_classes)
     batch = cfg["batch_size"]
     steps_per_epoch = math.ceil(len(x_train) / batch)
