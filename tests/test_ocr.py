@@ -84,5 +84,6 @@ def test_committed_model_reads_generated_mrzs():
         print(json.dumps({{"valid": valid, "exact": exact, "n": len(groups)}}))
     """)
     counts = json.loads(result)
-    assert counts["valid"] > counts["n"] // 2, counts  # most MRZs read whole (the model reads ~70% of them)
-    assert counts["exact"] > counts["n"] // 2, counts
+    # the committed model reads all 6 of these whole (71% of the 100 harder test-split MRZs pass every check digit)
+    assert counts["valid"] >= counts["n"] - 1, counts
+    assert counts["exact"] >= counts["n"] - 1, counts
