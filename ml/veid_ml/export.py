@@ -64,14 +64,21 @@ def canonical_graph_bytes(graph_def) -> bytes:
     return graph_def.SerializeToString(deterministic=True)
 
 
-def load_serving(saved_model_dir: Path, key: str = SERVING_KEY):
-    """Load a SavedModel's signature as a callable taking named tensors and returning a dict of outputs."""
+def load_signatures(saved_model_dir: Path) -> dict:
+    """Load a SavedModel once; return every signature as a callable taking named tensors, returning a dict."""
     saved_model_dir = Path(saved_model_dir)
     if not (saved_model_dir / "saved_model.pb").is_file():
         raise FileNotFoundError(f"no SavedModel at {saved_model_dir} (missing saved_model.pb); train the model first")
     loaded = tf.saved_model.load(str(saved_model_dir))
-    if key not in loaded.signatures:
-        raise KeyError(f"SavedModel {saved_model_dir} has no signature {key!r}; it has {sorted(loaded.signatures)}")
-    fn = loaded.signatures[key]
-    fn._veid_keepalive = loaded  # the signature does not own its variables' object graph
-    return fn
+    signatures = dict(loaded.signatures)
+    for fn in signatures.values():
+        fn._veid_keepalive = loaded  # a signature does not own its variables' object graph
+    return signatures
+
+
+def load_serving(saved_model_dir: Path, key: str = SERVING_KEY):
+    """One signature of a SavedModel (default serving_default)."""
+    signatures = load_signatures(saved_model_dir)
+    if key not in signatures:
+        raise KeyError(f"SavedModel {saved_model_dir} has no signature {key!r}; it has {sorted(signatures)}")
+    return signatures[key]

@@ -93,7 +93,7 @@ def main(name: str, argv=None) -> None:
     out_dir = args.out_dir.resolve()
     manifest = export.export_model(out_dir, spec.artifact, trained.model, trained.signatures)
 
-    serving = {key: export.load_serving(out_dir / spec.artifact, key) for key in trained.signatures}
+    serving = export.load_signatures(out_dir / spec.artifact)
     evaluation = module.evaluate(serving, cfg, args.data_dir)
     doc = metrics.build_metrics(
         name, evaluation.metrics, metrics.latency_ms(serving[export.SERVING_KEY], evaluation.latency_inputs),
@@ -138,13 +138,9 @@ def regenerate_metrics(name: str) -> dict:
     data_dir = None
     determinism.configure(cfg.get("seed", determinism.DEFAULT_SEED))
 
-    import tensorflow as tf
-
     from veid_ml import export, metrics
 
-    saved_model = spec.weights_dir / spec.artifact
-    keys = sorted(tf.saved_model.load(str(saved_model)).signatures) if saved_model.is_dir() else [export.SERVING_KEY]
-    serving = {key: export.load_serving(saved_model, key) for key in keys}
+    serving = export.load_signatures(spec.weights_dir / spec.artifact)
     evaluation = load_train_module(name).evaluate(serving, cfg, data_dir)
     kept = {k: v for k, v in old.items() if k not in (
         "model_name", "version", "training_date", "framework", "framework_version", "metrics", "inference_latency_ms",
