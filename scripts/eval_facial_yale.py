@@ -45,8 +45,8 @@ def main() -> None:
     import tensorflow as tf
 
     images, labels = load_yale(args.data)
-    embed = export.load_serving(args.model / spec.artifact, "embed")
-    pair_fn = export.load_serving(args.model / spec.artifact)
+    signatures = export.load_signatures(args.model / spec.artifact)
+    embed, pair_fn = signatures["embed"], signatures[export.SERVING_KEY]
     size = int(embed.structured_input_signature[1]["image"].shape[1])
     crops, found = face_align.align_batch(images, size)
     x = tf.constant(crops.astype(np.float32) / 255.0)
