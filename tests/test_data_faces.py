@@ -55,7 +55,8 @@ def test_siblings_look_alike():
     spread = np.array([hi - lo for lo, hi in faces.RANGES.values()])
     nearest = [min(np.abs((params[i] - params[j]) / spread).mean() for j in range(300) if j != i) for i in siblings]
     random_pairs = [np.abs((params[i] - params[i + 1]) / spread).mean() for i in range(0, 298, 2)]
-    assert np.median(nearest) < 0.5 * np.median(random_pairs)
+    # sibling-like (trait correlation ~0.6): clearly closer than strangers, far from identical
+    assert 0.2 * np.median(random_pairs) < np.median(nearest) < 0.75 * np.median(random_pairs)
 
 
 def test_views_of_one_identity_differ():

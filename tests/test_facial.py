@@ -1,13 +1,11 @@
 """Facial verification: the quick training profile end to end, the committed model's behaviour, alignment fallback."""
 
 import json
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
 
+from conftest import quick_train, run_python
 from veid_ml import registry
 
 SPEC = registry.get("facial_verification")
@@ -15,20 +13,11 @@ SPEC_METRICS = ("accuracy", "precision", "recall", "f1_score", "auc_roc", "eer",
                 "fnmr_at_fmr_1e-3", "accuracy_at_stored_threshold")
 
 
-def run_python(code: str) -> str:
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc.stdout.strip().splitlines()[-1]
-
-
 def test_quick_training_exports_a_complete_model(tmp_path):
-    proc = subprocess.run([sys.executable, "train.py", "--profile", "quick", "--out-dir", str(tmp_path),
-                           "--no-approve"], cwd=SPEC.package_dir, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = quick_train("facial_verification", tmp_path)
     for name in ("facial_model/saved_model.pb", "facial_model_frozen.pb", "manifest.json", "metrics.json",
                  "roc_det.png"):
         assert (tmp_path / name).is_file(), name
-    doc = json.loads((tmp_path / "metrics.json").read_text())
     assert set(SPEC_METRICS) <= set(doc["metrics"])
     assert all(0.0 <= doc["metrics"][k] <= 1.0 for k in SPEC_METRICS)
     assert doc["inference_latency_ms"]["p50"] > 0

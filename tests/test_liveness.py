@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from liveness_detection.train import apcer_per_species, threshold_for_apcer
+from conftest import quick_train
 from veid_ml import registry
 
 SPEC = registry.get("liveness_detection")
@@ -30,14 +31,10 @@ def test_threshold_keeps_every_species_under_the_apcer_target_with_least_bpcer()
 
 
 def test_quick_training_end_to_end(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "train.py", "--profile", "quick", "--out-dir", str(tmp_path), "--no-approve"],
-        cwd=SPEC.package_dir, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = quick_train("liveness_detection", tmp_path)
     for name in ("liveness_model/saved_model.pb", "liveness_model_frozen.pb", "manifest.json", "metrics.json",
                  "roc_det.png"):
         assert (tmp_path / name).is_file(), name
-    doc = json.loads((tmp_path / "metrics.json").read_text())
     assert METRIC_KEYS <= set(doc["metrics"])
     assert set(doc["metrics"]["apcer"]) == {"print", "replay", "cutout"}
     assert 0.0 <= doc["threshold"] <= 1.0

@@ -2,9 +2,7 @@
 reading of generated MRZs, and the character-level metrics."""
 
 import json
-import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -12,16 +10,10 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "ml"))
 
+from conftest import quick_train, run_python  # noqa: E402
 from ocr_extraction.train import char_alignment, text_metrics  # noqa: E402
 
 WEIGHTS = ROOT / "ml" / "ocr_extraction" / "weights"
-
-
-def run_python(code: str) -> str:
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT / "ml", capture_output=True,
-                          text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc.stdout.strip().splitlines()[-1]
 
 
 def test_alignment_counts_edits_and_matches():
@@ -37,12 +29,9 @@ def test_alignment_counts_edits_and_matches():
 
 def test_quick_training_exports_a_working_model(tmp_path):
     out = tmp_path / "weights"
-    proc = subprocess.run([sys.executable, str(ROOT / "ml" / "ocr_extraction" / "train.py"), "--profile", "quick",
-                           "--out-dir", str(out), "--no-approve"], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = quick_train("ocr_extraction", out)
     for name in ("ocr_model/saved_model.pb", "ocr_model_frozen.pb", "manifest.json", "metrics.json"):
         assert (out / name).is_file(), name
-    doc = json.loads((out / "metrics.json").read_text())
     assert set(doc["metrics"]) >= {"accuracy", "precision", "recall", "f1_score", "cer", "mrz_line_exact_match"}
     assert doc["metrics"]["auc_roc"] is None
     from veid_ml.data.textlines import ALPHABET

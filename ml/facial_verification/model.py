@@ -34,20 +34,22 @@ def _conv(x, filters, name, strides=1):
     return keras.layers.ReLU(name=f"{name}_relu")(x)
 
 
-def build_embedder(width: int = 16) -> keras.Model:
-    """Face image (N, 64, 64, 3) in [0, 1] -> unit embedding (N, 128). Channels grow fast where the map is small,
-    where they are cheap: 16 at 32x32, 3 * width at 16x16, 6 * width at 8x8."""
-    image = keras.Input((INPUT_SIZE, INPUT_SIZE, 3), name="image")
+def build_embedder(width: int = 16, size: int = INPUT_SIZE) -> keras.Model:
+    """Face image (N, size, size, 3) in [0, 1] -> unit embedding (N, 128); size is a multiple of 16. Channels grow
+    fast where the map is small, where they are cheap: 16 at size/2, 3 * width at size/4, 6 * width at size/8."""
+    if size % 16:
+        raise ValueError(f"the embedder's input size must be a multiple of 16, got {size}")
+    image = keras.Input((size, size, 3), name="image")
     x = GrayStandardize(name="gray_standardize")(image)
-    x = _conv(x, 16, "stem", strides=2)  # 32x32
+    x = _conv(x, 16, "stem", strides=2)  # size / 2
     x = _conv(x, 16, "b1")
-    x = keras.layers.MaxPooling2D(name="pool1")(x)  # 16x16
+    x = keras.layers.MaxPooling2D(name="pool1")(x)  # size / 4
     x = _conv(x, 3 * width, "b2a")
     x = _conv(x, 3 * width, "b2b")
-    x = keras.layers.MaxPooling2D(name="pool2")(x)  # 8x8
+    x = keras.layers.MaxPooling2D(name="pool2")(x)  # size / 8
     x = _conv(x, 6 * width, "b3a")
     x = _conv(x, 6 * width, "b3b")
-    x = keras.layers.MaxPooling2D(name="pool3")(x)  # 4x4
+    x = keras.layers.MaxPooling2D(name="pool3")(x)  # size / 16
     x = keras.layers.Flatten(name="flatten")(x)
     x = keras.layers.Dense(EMBEDDING_DIM, use_bias=False, name="embedding_dense")(x)
     x = keras.layers.BatchNormalization(name="embedding_bn")(x)

@@ -2,7 +2,7 @@
 
 An attack is a face render (the "source photo") passed through the attack medium, placed in a scene and then recaptured
 by the same camera, with parameters drawn from the same distribution, as a bona fide face. Each attack has a strength
-in [0.05, 1] so subtle attacks exist. Before the camera, every attack's per-channel mean and contrast are matched to a
+in STRENGTH_RANGE so subtle attacks exist. Before the camera, every attack's per-channel mean and contrast are matched to a
 bona fide render from the same distribution, so global statistics carry no class information: a detector has to learn
 the medium's local traces (halftone, pixel grid, paper texture and edges, flat shading).
 """
@@ -18,7 +18,10 @@ from veid_ml.data.parallel import generate
 from veid_ml.data.rng import sample_rng
 
 SPECIES = ("print", "replay", "cutout")
-STRENGTH_RANGE = (0.05, 1.0)
+# Strength scales every trace of the medium (gamut loss, halftone, grain, pixel grid, glare, paper shading). Below ~0.2
+# a cut-out's print is indistinguishable from skin even before the camera (see docs/contact_sheets/attacks.png): no
+# real printer or screen is that faithful, and such samples only teach the detector label noise.
+STRENGTH_RANGE = (0.2, 1.0)
 
 
 def _grid(size):

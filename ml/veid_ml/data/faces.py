@@ -16,9 +16,15 @@ from veid_ml.data.rng import sample_rng
 
 SPLIT_IDENTITIES = {"train": 4000, "val": 400, "test": 600}
 SIBLING_FRACTION = 0.2  # identities that are look-alikes (same base parameters, small perturbation) of another one
+# A look-alike moves each continuous trait by N(0, SIBLING_SPREAD * range). With traits uniform on their range
+# (sd = 0.29 range) a look-alike differs from its family root as much as two relatives whose traits correlate at
+# r = 1 - SIBLING_SPREAD**2 / (2 * 0.29**2) ~ 0.63 (E(x1 - x2)^2 = 2 sd^2 (1 - r)):
+# full siblings (facial-trait correlations of roughly 0.4-0.6), not near-identical twins (0.15 gave ~0.87, and at
+# 64 px many such pairs differ by less than a pixel anywhere: no verifier can separate them, real or synthetic).
+SIBLING_SPREAD = 0.25
 GRAYSCALE_FRACTION = 0.2  # views captured in grayscale, like many real enrolment and benchmark photos (e.g. Yale)
 
-# Continuous identity parameters: name -> (low, high). Siblings move each by ~15% of its range.
+# Continuous identity parameters: name -> (low, high). Siblings move each by SIBLING_SPREAD of its range.
 RANGES = {
     "skin_tone": (0.0, 1.0),  # 0 = very light, 1 = very dark
     "undertone": (-1.0, 1.0),  # yellow <-> red
@@ -94,7 +100,7 @@ def identity_params(split: str, identity_index: int, seed: int = 42) -> dict:
     root = family_root(split, identity_index, seed)
     p = _draw_identity(sample_rng("face_identity", split, root, seed))
     for k, (lo, hi) in RANGES.items():
-        p[k] = float(np.clip(p[k] + rng.normal(0, 0.15 * (hi - lo)), lo, hi))
+        p[k] = float(np.clip(p[k] + rng.normal(0, SIBLING_SPREAD * (hi - lo)), lo, hi))
     p["hair_style"] = own["hair_style"] if rng.random() < 0.3 else p["hair_style"]
     p["beard"] = own["beard"] if rng.random() < 0.3 else p["beard"]
     p["moles"] = own["moles"]
