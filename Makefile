@@ -8,7 +8,7 @@ train: venv  ## train and export every model on the embedded synthetic data, app
 	.venv/bin/veid-ml train
 
 test: venv  ## the whole test suite (CI runs exactly this), including full re-training against the lock
-	.venv/bin/python -m pytest -q -rs
+	.venv/bin/python -m pytest -q -rs --durations=8
 
 verify: venv
 	.venv/bin/veid-ml verify

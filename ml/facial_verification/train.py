@@ -11,7 +11,7 @@ Signatures of the SavedModel (images are float32 NHWC RGB in [0, 1], 64x64, alig
 Data: synthetic faces from veid_ml.data.faces (train/val/test identities are disjoint by construction), or with
 --data-dir a folder per identity (veid_ml.data.real.load_faces) aligned with face_align and split by identity.
 The validation and test protocols are pair-based, like LFW: genuine pairs are two views of one identity, impostor
-pairs two identities, half of them look-alikes (siblings from one family) so the threshold is set on hard cases.
+pairs two identities, a quarter of them look-alikes (siblings from one family) so the threshold sees hard cases.
 """
 
 import math
@@ -44,6 +44,10 @@ CONFIG = {
     "augment_max_shift": 0.03,  # alignment jitter, as a fraction of the image size
     "augment_max_rotation": 0.05,  # radians
     "augment_max_scale": 0.04,
+    # Blur a share of the (crisp, downscaled) renders: real aligned photos carry no render-grain detail, so identity
+    # has to be read from shapes that survive a soft image (trained on crisp renders alone, Yale AUC fell to 0.917).
+    "augment_blur": 0.5,
+    "augment_max_blur_sigma": 1.5,
 }
 QUICK = {"epochs": 1, "train_identities": 40, "train_views": 3, "val_identities": 20, "val_views": 2,
          "val_pairs": 40, "test_identities": 20, "test_views": 2, "test_pairs": 40, "batch_size": 32}
@@ -122,7 +126,7 @@ def best_threshold(is_genuine: np.ndarray, similarity: np.ndarray) -> float:
 
 
 def augment(images: np.ndarray, rng: np.random.Generator, cfg: dict) -> np.ndarray:
-    """Alignment jitter (small similarity warp), mirror, extra grayscale, contrast/brightness: float32 in [0, 1]."""
+    """Alignment jitter (small similarity warp), blur, mirror, extra grayscale, contrast/brightness; float32 0..1."""
     import cv2
 
     n, size = len(images), images.shape[1]
@@ -132,12 +136,15 @@ def augment(images: np.ndarray, rng: np.random.Generator, cfg: dict) -> np.ndarr
     mirror = rng.random(n) < 0.5
     gray = rng.random(n) < cfg["augment_grayscale"]
     contrast, brightness = rng.uniform(0.8, 1.2, n), rng.uniform(-0.08, 0.08, n)
+    blur = np.where(rng.random(n) < cfg["augment_blur"], rng.uniform(0.3, cfg["augment_max_blur_sigma"], n), 0.0)
     out = np.empty(images.shape, np.float32)
     centre = (size / 2, size / 2)
     for i, img in enumerate(images):
         m = cv2.getRotationMatrix2D(centre, float(np.degrees(angle[i])), float(scale[i]))
         m[:, 2] += shift[i]
         img = cv2.warpAffine(img, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        if blur[i] > 0:
+            img = cv2.GaussianBlur(img, (0, 0), float(blur[i]))
         if mirror[i]:
             img = img[:, ::-1]
         if gray[i]:

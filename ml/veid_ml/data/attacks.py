@@ -2,9 +2,9 @@
 
 An attack is a face render (the "source photo") passed through the attack medium, placed in a scene and then recaptured
 by the same camera, with parameters drawn from the same distribution, as a bona fide face. Each attack has a strength
-in STRENGTH_RANGE so subtle attacks exist. Before the camera, every attack's per-channel mean and contrast are matched to a
-bona fide render from the same distribution, so global statistics carry no class information: a detector has to learn
-the medium's local traces (halftone, pixel grid, paper texture and edges, flat shading).
+in STRENGTH_RANGE so subtle attacks exist. Before the camera, every attack's per-channel mean and contrast are matched
+to a bona fide render from the same distribution, so global statistics carry no class information: a detector has to
+learn the medium's local traces (halftone, pixel grid, paper texture and edges, flat shading).
 """
 
 import os
@@ -18,6 +18,10 @@ from veid_ml.data.parallel import generate
 from veid_ml.data.rng import sample_rng
 
 SPECIES = ("print", "replay", "cutout")
+# The camera sees the scene at CAPTURE_SCALE x the output size; the face crop is then downscaled, as a detector's crop
+# of a real selfie is. Capturing at the output size itself made blur, sensor noise and JPEG blocks several times
+# coarser relative to the face than any real capture (and erased the media's fine traces along with them).
+CAPTURE_SCALE = 2
 # Strength scales every trace of the medium (gamut loss, halftone, grain, pixel grid, glare, paper shading). Below ~0.2
 # a cut-out's print is indistinguishable from skin even before the camera (see docs/contact_sheets/attacks.png): no
 # real printer or screen is that faithful, and such samples only teach the detector label noise.
@@ -105,7 +109,8 @@ def _cutout_attack(params, view, split, seed, rng, s, size):
     """The victim's printed face, cut out along its outline (sometimes with eye holes), held over a real person."""
     wearer = identity_params(split, int(rng.integers(SPLIT_IDENTITIES[split])), seed)
     real, _ = render_layers(wearer, view, size)
-    flat = dict(view, glasses=None, hand=None, ambient=float(rng.uniform(0.45, 0.85)), light_azimuth=float(rng.uniform(-0.4, 0.4)))
+    flat = dict(view, glasses=None, hand=None, ambient=float(rng.uniform(0.45, 0.85)),
+                light_azimuth=float(rng.uniform(-0.4, 0.4)))
     photo, face = render_layers(params, flat, size)
     photo = _print_medium(photo, rng, s)
     cut = cv2.erode(face, np.ones((3, 3), np.uint8)) if rng.random() < 0.5 else face
@@ -153,6 +158,7 @@ def attack_image(params, view, species, strength, rng, split, seed, size):
 def liveness_sample(index: int, split: str, seed: int = 42, size: int = 112) -> tuple[np.ndarray, int, int]:
     """(image uint8 (size, size, 3), is_bona_fide, species index or -1 for bona fide)."""
     rng = sample_rng("liveness", split, index, seed)
+    out_size, size = size, size * CAPTURE_SCALE
     bona_fide = rng.random() < 0.5
     species = -1 if bona_fide else int(rng.integers(len(SPECIES)))
     params = identity_params(split, int(rng.integers(SPLIT_IDENTITIES[split])), seed)
@@ -161,7 +167,8 @@ def liveness_sample(index: int, split: str, seed: int = 42, size: int = 112) -> 
         img, _ = render_layers(params, view, size)
     else:
         img = attack_image(params, view, species, float(rng.uniform(*STRENGTH_RANGE)), rng, split, seed, size)
-    return capture_view(np.rint(img * 255).astype(np.uint8), view, rng), int(bona_fide), species
+    captured = capture_view(np.rint(img * 255).astype(np.uint8), view, rng)
+    return cv2.resize(captured, (out_size, out_size), interpolation=cv2.INTER_AREA), int(bona_fide), species
 
 
 def liveness_dataset(split: str, n: int, seed: int = 42, size: int = 112,

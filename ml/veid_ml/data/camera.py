@@ -25,6 +25,14 @@ def random_params(rng: np.random.Generator, strength: float = 1.0) -> dict:
     }
 
 
+def downscaled(params: dict, factor: float) -> dict:
+    """The same capture seen through a crop downscaled by factor: blur and motion lengths shrink with the pixels,
+    and averaging factor x factor sensor pixels divides the noise by factor. (JPEG stays at its drawn quality: a
+    conservative approximation, since real block artefacts are also averaged down.)"""
+    return dict(params, blur_sigma=params["blur_sigma"] / factor, motion_blur=params["motion_blur"] / factor,
+                noise_sigma=params["noise_sigma"] / factor)
+
+
 def capture(img: np.ndarray, params: dict, rng: np.random.Generator) -> np.ndarray:
     """Apply exposure, white balance, gamma, blur, sensor noise and JPEG to an RGB uint8 image."""
     x = img.astype(np.float32) / 255.0

@@ -22,6 +22,10 @@ SIBLING_FRACTION = 0.2  # identities that are look-alikes (same base parameters,
 # full siblings (facial-trait correlations of roughly 0.4-0.6), not near-identical twins (0.15 gave ~0.87, and at
 # 64 px many such pairs differ by less than a pixel anywhere: no verifier can separate them, real or synthetic).
 SIBLING_SPREAD = 0.25
+# Face crops are CAPTURE_SCALE x smaller than the camera frame they come from (a detector crops and downscales the
+# face, as face_align does for real photos): capture artefacts measured in camera pixels shrink accordingly. Applying
+# them at crop size made a third of the views blurrier than any aligned real photo, identity detail included.
+CAPTURE_SCALE = 2
 GRAYSCALE_FRACTION = 0.2  # views captured in grayscale, like many real enrolment and benchmark photos (e.g. Yale)
 
 # Continuous identity parameters: name -> (low, high). Siblings move each by SIBLING_SPREAD of its range.
@@ -393,16 +397,19 @@ def to_grayscale(img: np.ndarray) -> np.ndarray:
     return np.repeat(np.asarray(Image.fromarray(img).convert("L"))[..., None], 3, axis=2)
 
 
-def capture_view(img: np.ndarray, view: dict, rng: np.random.Generator) -> np.ndarray:
-    """The camera step every face-like image (bona fide or recaptured attack) goes through."""
-    out = camera.capture(img, camera.random_params(rng, float(rng.uniform(0.2, 1.0))), rng)
+def capture_view(img: np.ndarray, view: dict, rng: np.random.Generator, downscale: float = 1.0) -> np.ndarray:
+    """The camera step every face-like image (bona fide or recaptured attack) goes through. downscale > 1: img is
+    already the crop, downscale x smaller than the camera frame (the capture artefacts shrink with it)."""
+    params = camera.random_params(rng, float(rng.uniform(0.2, 1.0)))
+    out = camera.capture(img, camera.downscaled(params, downscale) if downscale != 1.0 else params, rng)
     return to_grayscale(out) if view["grayscale"] else out
 
 
 def face_image(split: str, identity_index: int, view_index: int, seed: int = 42, size: int = 112) -> np.ndarray:
     rng = sample_rng("face_view", split, identity_index * 1000 + view_index, seed)
     view = random_view(rng)
-    return capture_view(render_face(identity_params(split, identity_index, seed), view, size), view, rng)
+    face = render_face(identity_params(split, identity_index, seed), view, size)
+    return capture_view(face, view, rng, downscale=CAPTURE_SCALE)
 
 
 def _face_sample(i, split, views_per_identity, seed, size):
