@@ -52,7 +52,7 @@ def test_committed_model_reads_generated_mrzs():
         from veid_ml.data.textlines import ALPHABET
         from ocr_extraction.train import as_input, mrz_groups
         serve = export.load_serving({str(WEIGHTS / "ocr_model")!r})
-        images, groups = mrz_groups(6, seed=7)
+        images, groups = mrz_groups(30, seed=7)
         out = serve(image=as_input(images))
         labels, lengths = out["labels"].numpy(), out["lengths"].numpy()
         conf, texts = out["char_confidences"].numpy(), [t.decode() for t in out["text"].numpy()]
@@ -73,6 +73,7 @@ def test_committed_model_reads_generated_mrzs():
         print(json.dumps({{"valid": valid, "exact": exact, "n": len(groups)}}))
     """)
     counts = json.loads(result)
-    # the committed model reads all 6 of these whole (71% of the 100 harder test-split MRZs pass every check digit)
-    assert counts["valid"] >= counts["n"] - 1, counts
-    assert counts["exact"] >= counts["n"] - 1, counts
+    # metrics.json: 76% of 100 test-split MRZs come back with every check digit valid, 70% exact; a broken or
+    # untrained reader gets none (a single wrong character fails a check digit)
+    assert counts["valid"] >= 0.6 * counts["n"], counts
+    assert counts["exact"] >= 0.5 * counts["n"], counts
