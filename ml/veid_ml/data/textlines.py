@@ -267,8 +267,8 @@ def render_line(text: str, font_name: str, rng: np.random.Generator, tracking: f
     assert y0 + new_h <= height and left + new_w <= width, "text must fit inside the crop"
 
     bg, level = _background(height, width, rng)
-    # Print contrast signal (paper - ink) / paper >= 0.6, the minimum ISO 1831 sets for OCR print (and what ICAO 9303
-    # asks of the MRZ); lighter ink made lines that nobody can read but whose labels the model had to fit.
+    # Print contrast signal (paper - ink) / paper >= 0.6, the level commonly required of machine-read OCR print
+    # (ISO 1831; the MRZ is such print); lighter ink made lines nobody can read but whose labels the model had to fit.
     ink = rng.uniform(0, 0.4 * level)
     alpha = np.zeros((height, width), np.float32)
     alpha[y0: y0 + new_h, left: left + new_w] = np.clip(mask, 0, 1) * rng.uniform(0.8, 1.0)
