@@ -31,7 +31,7 @@ def test_threshold_keeps_every_species_under_the_apcer_target_with_least_bpcer()
 
 
 def test_quick_training_end_to_end(tmp_path):
-    doc = quick_train("liveness_detection", tmp_path)
+    doc = quick_train("liveness_detection", tmp_path, timeout=300)
     for name in ("liveness_model/saved_model.pb", "liveness_model_frozen.pb", "manifest.json", "metrics.json",
                  "roc_det.png"):
         assert (tmp_path / name).is_file(), name

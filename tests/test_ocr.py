@@ -29,7 +29,7 @@ def test_alignment_counts_edits_and_matches():
 
 def test_quick_training_exports_a_working_model(tmp_path):
     out = tmp_path / "weights"
-    doc = quick_train("ocr_extraction", out)
+    doc = quick_train("ocr_extraction", out, timeout=300)
     for name in ("ocr_model/saved_model.pb", "ocr_model_frozen.pb", "manifest.json", "metrics.json"):
         assert (out / name).is_file(), name
     assert set(doc["metrics"]) >= {"accuracy", "precision", "recall", "f1_score", "cer", "mrz_line_exact_match"}

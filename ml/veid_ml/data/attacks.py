@@ -13,15 +13,12 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw
 
-from veid_ml.data.faces import SPLIT_IDENTITIES, capture_view, identity_params, random_view, render_layers
+from veid_ml.data.faces import (CAPTURE_SCALE, SPLIT_IDENTITIES, capture_view, identity_params, random_view,
+                                render_layers)
 from veid_ml.data.parallel import generate
 from veid_ml.data.rng import sample_rng
 
 SPECIES = ("print", "replay", "cutout")
-# The camera sees the scene at CAPTURE_SCALE x the output size; the face crop is then downscaled, as a detector's crop
-# of a real selfie is. Capturing at the output size itself made blur, sensor noise and JPEG blocks several times
-# coarser relative to the face than any real capture (and erased the media's fine traces along with them).
-CAPTURE_SCALE = 2
 # Strength scales every trace of the medium (gamut loss, halftone, grain, pixel grid, glare, paper shading). Below ~0.2
 # a cut-out's print is indistinguishable from skin even before the camera (see docs/contact_sheets/attacks.png): no
 # real printer or screen is that faithful, and such samples only teach the detector label noise.
@@ -158,6 +155,9 @@ def attack_image(params, view, species, strength, rng, split, seed, size):
 def liveness_sample(index: int, split: str, seed: int = 42, size: int = 112) -> tuple[np.ndarray, int, int]:
     """(image uint8 (size, size, 3), is_bona_fide, species index or -1 for bona fide)."""
     rng = sample_rng("liveness", split, index, seed)
+    # Rendered and captured at faces.CAPTURE_SCALE x the output size, then area-downscaled like a detector's crop of a
+    # real selfie: the media's fine traces alias into moire at the output size as they do in real recaptures (a
+    # capture at the output size made blur, noise and JPEG blocks several times coarser than any real one).
     out_size, size = size, size * CAPTURE_SCALE
     bona_fide = rng.random() < 0.5
     species = -1 if bona_fide else int(rng.integers(len(SPECIES)))

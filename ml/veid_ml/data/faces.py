@@ -23,7 +23,8 @@ SIBLING_FRACTION = 0.2  # identities that are look-alikes (same base parameters,
 # 64 px many such pairs differ by less than a pixel anywhere: no verifier can separate them, real or synthetic).
 SIBLING_SPREAD = 0.25
 # Face crops are CAPTURE_SCALE x smaller than the camera frame they come from (a detector crops and downscales the
-# face, as face_align does for real photos): capture artefacts measured in camera pixels shrink accordingly. Applying
+# face, as face_align does for real photos): capture artefacts measured in camera pixels shrink accordingly (also used
+# by attacks.liveness_sample, which renders at the larger size instead). Applying
 # them at crop size made a third of the views blurrier than any aligned real photo, identity detail included.
 CAPTURE_SCALE = 2
 GRAYSCALE_FRACTION = 0.2  # views captured in grayscale, like many real enrolment and benchmark photos (e.g. Yale)
@@ -401,7 +402,7 @@ def capture_view(img: np.ndarray, view: dict, rng: np.random.Generator, downscal
     """The camera step every face-like image (bona fide or recaptured attack) goes through. downscale > 1: img is
     already the crop, downscale x smaller than the camera frame (the capture artefacts shrink with it)."""
     params = camera.random_params(rng, float(rng.uniform(0.2, 1.0)))
-    out = camera.capture(img, camera.downscaled(params, downscale) if downscale != 1.0 else params, rng)
+    out = camera.capture(img, camera.downscaled(params, downscale), rng)
     return to_grayscale(out) if view["grayscale"] else out
 
 
