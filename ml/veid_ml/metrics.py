@@ -17,7 +17,8 @@ from sklearn import metrics as skm
 from veid_ml import __version__
 from veid_ml.atomic import write_bytes_atomic, write_text_atomic
 
-NON_DETERMINISTIC_FIELDS = ("training_date", "inference_latency_ms", "timing", "non_deterministic_fields")
+NON_DETERMINISTIC_FIELDS = ("training_date", "metrics_date", "inference_latency_ms", "timing",
+                            "non_deterministic_fields")
 
 
 def _round(x):

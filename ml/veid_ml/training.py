@@ -126,8 +126,9 @@ def load_train_module(name: str):
 def regenerate_metrics(name: str) -> dict:
     """Re-evaluate the exported model on its held-out test split and rewrite metrics.json (generate_metrics.py).
 
-    Training-time fields (training_config, dataset, determinism, thresholds) are kept from the existing file; test
-    metrics, latency and the date are recomputed through the SavedModel as it is on disk.
+    Training-time fields (training_date, training_config, dataset, determinism, thresholds, timing) are kept from the
+    existing file; test metrics and latency are recomputed through the SavedModel as it is on disk, and metrics_date
+    says when.
     """
     from veid_ml import hashing
 
@@ -148,6 +149,8 @@ def regenerate_metrics(name: str) -> dict:
     doc = metrics.build_metrics(
         name, evaluation.metrics, metrics.latency_ms(serving[export.SERVING_KEY], evaluation.latency_inputs),
         training_config=cfg, dataset=old["dataset"], determinism=old["determinism"], **kept, **evaluation.info)
+    doc["metrics_date"] = doc["training_date"]  # build_metrics stamps "now"; the model was trained earlier
+    doc["training_date"] = old.get("training_date", doc["training_date"])
     metrics.write_metrics(path, doc)
     if evaluation.curve is not None:
         metrics.save_curve_plot(spec.weights_dir / "roc_det.png", *evaluation.curve)
