@@ -23,7 +23,7 @@ from veid_ml.data import faces
 from veid_ml.data.rng import content_hash, sample_rng
 
 CONFIG = {
-    "epochs": 10,
+    "epochs": 13,  # 10 epochs: accuracy 0.916, TAR@FAR=1e-3 0.036; 13: 0.919, 0.081 (the loss was still falling)
     "batch_size": 128,
     "learning_rate": 0.004,
     "optimizer": "adamw",
