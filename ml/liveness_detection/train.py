@@ -25,7 +25,7 @@ CONFIG = {
     "batch_size": 64,
     "learning_rate": 0.003,
     "optimizer": "adam",
-    "dropout": 0.2,
+    "dropout": 0.0,  # the ~110k-parameter net underfits: dropout 0.2 gave accuracy 0.923 (BPCER 0.147), none 0.939
     "val_max_apcer": 0.01,
 }
 QUICK = {"image_size": 32, "train_samples": 256, "val_samples": 128, "test_samples": 128, "epochs": 1}
