@@ -55,3 +55,10 @@ def test_overrides_are_typed_and_checked():
         training.parse_overrides(["epoch=3"], {"epochs": 10})
     with pytest.raises(SystemExit, match="not a valid int"):
         training.parse_overrides(["epochs=many"], {"epochs": 10})
+
+
+def test_fresh_process_latency_names_a_model_it_cannot_load(tmp_path):
+    import numpy as np
+
+    with pytest.raises(RuntimeError, match="latency measurement of .*nowhere failed"):
+        metrics.latency_ms_fresh_process(tmp_path / "nowhere", {"image": np.zeros((1, 4), np.float32)})

@@ -96,7 +96,7 @@ def main(name: str, argv=None) -> None:
     serving = export.load_signatures(out_dir / spec.artifact)
     evaluation = module.evaluate(serving, cfg, args.data_dir)
     doc = metrics.build_metrics(
-        name, evaluation.metrics, metrics.latency_ms(serving[export.SERVING_KEY], evaluation.latency_inputs),
+        name, evaluation.metrics, metrics.latency_ms_fresh_process(out_dir / spec.artifact, evaluation.latency_inputs),
         training_config={**cfg, "profile": args.profile}, dataset=trained.dataset, determinism=settings,
         timing={"train_seconds": train_seconds, "total_seconds": time.perf_counter() - started},
         model_digest=manifest["digest"], **trained.info, **evaluation.info)
@@ -147,7 +147,8 @@ def regenerate_metrics(name: str) -> dict:
         "model_name", "version", "training_date", "framework", "framework_version", "metrics", "inference_latency_ms",
         "training_config", "dataset", "determinism", "non_deterministic_fields", *evaluation.info)}
     doc = metrics.build_metrics(
-        name, evaluation.metrics, metrics.latency_ms(serving[export.SERVING_KEY], evaluation.latency_inputs),
+        name, evaluation.metrics,
+        metrics.latency_ms_fresh_process(spec.weights_dir / spec.artifact, evaluation.latency_inputs),
         training_config=cfg, dataset=old["dataset"], determinism=old["determinism"], **kept, **evaluation.info)
     doc["metrics_date"] = doc["training_date"]  # build_metrics stamps "now"; the model was trained earlier
     doc["training_date"] = old.get("training_date", doc["training_date"])
