@@ -61,4 +61,5 @@ def test_fresh_process_latency_names_a_model_it_cannot_load(tmp_path):
     import numpy as np
 
     with pytest.raises(RuntimeError, match="latency measurement of .*nowhere failed"):
-        metrics.latency_ms_fresh_process(tmp_path / "nowhere", {"image": np.zeros((1, 4), np.float32)})
+        metrics.latency_ms_fresh_process(tmp_path / "nowhere", "serving_default",
+                                         {"image": np.zeros((1, 4), np.float32)})

@@ -34,14 +34,19 @@ def _round(x):
     return x
 
 
+def utc_now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def build_metrics(model_name: str, metrics: dict, latency_ms: dict, training_config: dict, dataset: dict,
-                  determinism: dict, timing: dict | None = None, **extra) -> dict:
+                  determinism: dict, timing: dict | None = None, training_date: str | None = None, **extra) -> dict:
+    """metrics.json's document; training_date defaults to now (a re-evaluation passes the model's own)."""
     import tensorflow as tf
 
     doc = {
         "model_name": model_name,
         "version": __version__,
-        "training_date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "training_date": training_date or utc_now(),
         "framework": "tensorflow",
         "framework_version": tf.__version__,
         "metrics": metrics,
@@ -110,9 +115,9 @@ def latency_ms(fn, inputs: dict, runs: int = 300, warmup: int = 30) -> dict:
     return {"p50": float(p50), "p95": float(p95), "p99": float(p99)}
 
 
-def latency_ms_fresh_process(saved_model_dir: Path, inputs: dict, key: str = "serving_default") -> dict:
-    """latency_ms of a SavedModel loaded by a new interpreter, as a validator serves it. Measured inside the process
-    that had just trained, the same calls ran 1.5-2x slower (liveness p50 2.6-3.3 ms vs 1.7 ms)."""
+def latency_ms_fresh_process(saved_model_dir: Path, key: str, inputs: dict) -> dict:
+    """latency_ms of signature `key` of a SavedModel loaded by a new interpreter, as a validator serves it. Measured
+    inside the process that had just trained, the same calls ran 1.5-2x slower (liveness p50 2.6-3.3 ms vs 1.7 ms)."""
     import subprocess
     import sys
     import tempfile
@@ -120,9 +125,11 @@ def latency_ms_fresh_process(saved_model_dir: Path, inputs: dict, key: str = "se
     with tempfile.TemporaryDirectory() as tmp:
         inputs_path = Path(tmp) / "inputs.npz"
         np.savez(inputs_path, **{name: np.asarray(value) for name, value in inputs.items()})
-        code = "import json, sys; from veid_ml import metrics; print(json.dumps(metrics._latency_child(*sys.argv[1:])))"
-        proc = subprocess.run([sys.executable, "-c", code, str(Path(saved_model_dir).resolve()), str(inputs_path), key],
-                              cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=600)
+        code = ("import json, sys; from veid_ml import metrics; "
+                "print(json.dumps(metrics._latency_child(*sys.argv[1:])))")
+        args = [str(Path(saved_model_dir).resolve()), str(inputs_path), key]
+        proc = subprocess.run([sys.executable, "-c", code, *args], cwd=Path(__file__).resolve().parents[1],
+                              capture_output=True, text=True, timeout=600)
     if proc.returncode != 0:
         raise RuntimeError(f"latency measurement of {saved_model_dir} failed:\n{proc.stderr[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -95,9 +95,10 @@ def main(name: str, argv=None) -> None:
 
     serving = export.load_signatures(out_dir / spec.artifact)
     evaluation = module.evaluate(serving, cfg, args.data_dir)
+    latency = metrics.latency_ms_fresh_process(out_dir / spec.artifact, export.SERVING_KEY, evaluation.latency_inputs)
     doc = metrics.build_metrics(
-        name, evaluation.metrics, metrics.latency_ms_fresh_process(out_dir / spec.artifact, evaluation.latency_inputs),
-        training_config={**cfg, "profile": args.profile}, dataset=trained.dataset, determinism=settings,
+        name, evaluation.metrics, latency, training_config={**cfg, "profile": args.profile}, dataset=trained.dataset,
+        determinism=settings,
         timing={"train_seconds": train_seconds, "total_seconds": time.perf_counter() - started},
         model_digest=manifest["digest"], **trained.info, **evaluation.info)
     metrics.write_metrics(out_dir / "metrics.json", doc)
@@ -145,13 +146,12 @@ def regenerate_metrics(name: str) -> dict:
     evaluation = load_train_module(name).evaluate(serving, cfg, data_dir)
     kept = {k: v for k, v in old.items() if k not in (
         "model_name", "version", "training_date", "framework", "framework_version", "metrics", "inference_latency_ms",
-        "training_config", "dataset", "determinism", "non_deterministic_fields", *evaluation.info)}
+        "training_config", "dataset", "determinism", "non_deterministic_fields", "metrics_date", *evaluation.info)}
+    latency = metrics.latency_ms_fresh_process(spec.weights_dir / spec.artifact, export.SERVING_KEY,
+                                               evaluation.latency_inputs)
     doc = metrics.build_metrics(
-        name, evaluation.metrics,
-        metrics.latency_ms_fresh_process(spec.weights_dir / spec.artifact, evaluation.latency_inputs),
-        training_config=cfg, dataset=old["dataset"], determinism=old["determinism"], **kept, **evaluation.info)
-    doc["metrics_date"] = doc["training_date"]  # build_metrics stamps "now"; the model was trained earlier
-    doc["training_date"] = old.get("training_date", doc["training_date"])
+        name, evaluation.metrics, latency, training_config=cfg, dataset=old["dataset"], determinism=old["determinism"],
+        training_date=old.get("training_date"), metrics_date=metrics.utc_now(), **kept, **evaluation.info)
     metrics.write_metrics(path, doc)
     if evaluation.curve is not None:
         metrics.save_curve_plot(spec.weights_dir / "roc_det.png", *evaluation.curve)
