@@ -23,6 +23,7 @@ def test_quick_training_exports_a_complete_model(tmp_path):
     assert doc["inference_latency_ms"]["p50"] > 0
     assert doc["training_config"]["profile"] == "quick"
     assert -1.0 <= doc["thresholds"]["similarity"] <= 1.0
+    assert 0.0 <= doc["metrics"]["accuracy_random_impostors"] <= 1.0  # the LFW-style figure beside the headline
 
 
 @pytest.mark.skipif(not (SPEC.weights_dir / "facial_model" / "saved_model.pb").is_file(),
