@@ -81,3 +81,18 @@ def test_align_rejects_bad_input():
         face_align.align(np.zeros((64, 64, 3), np.float32))
     with pytest.raises(ValueError, match="too small"):
         face_align.align(np.zeros((8, 8, 3), np.uint8))
+
+
+def test_random_impostor_pairs_share_the_genuine_pairs():
+    """accuracy_random_impostors differs from the headline only in its impostors: same stream, same genuine pairs."""
+    from facial_verification.train import make_pairs
+    from veid_ml.data.rng import sample_rng
+
+    labels = np.repeat(np.arange(40), 3)
+    families = np.arange(40) // 2  # twenty look-alike pairs
+    strict = make_pairs(labels, families, 50, 0.25, sample_rng("facial_pairs", "test", 0, 42))
+    lfw = make_pairs(labels, families, 50, 0.0, sample_rng("facial_pairs", "test", 0, 42))
+    assert np.array_equal(strict[0][:50], lfw[0][:50]) and np.array_equal(strict[1], lfw[1])
+    assert strict[2].sum() == 12 and not lfw[2].any()
+    impostors = lfw[0][50:]
+    assert np.all(labels[impostors[:, 0]] != labels[impostors[:, 1]])
