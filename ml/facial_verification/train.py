@@ -258,9 +258,12 @@ def evaluate(serving: dict, cfg: dict, data_dir) -> training.Evaluation:
     from veid_ml import metrics
 
     x_test, y_test, test_families = load_split(data_dir, "test", cfg)
-    pair_rng = sample_rng("facial_pairs", "test", 0, cfg["seed"])
-    pairs, genuine, lookalike = make_pairs(y_test, test_families, cfg["test_pairs"], cfg["lookalike_fraction"],
-                                           pair_rng)
+
+    def test_pairs(lookalike_fraction: float):  # one stream: every protocol shares the same genuine pairs
+        return make_pairs(y_test, test_families, cfg["test_pairs"], lookalike_fraction,
+                          sample_rng("facial_pairs", "test", 0, cfg["seed"]))
+
+    pairs, genuine, lookalike = test_pairs(cfg["lookalike_fraction"])
     x = x_test.astype(np.float32) / 255.0
     embeddings = np.concatenate([serving["embed"](image=tf.constant(x[i:i + 512]))["embedding"].numpy()
                                  for i in range(0, len(x), 512)])
@@ -286,8 +289,7 @@ def evaluate(serving: dict, cfg: dict, data_dir) -> training.Evaluation:
     result["lookalike_false_match_rate_at_stored_threshold"] = float(np.mean(similarity[lookalike] >= threshold))
     # The same genuine pairs against random impostors only, as in LFW: what the look-alike share costs. (The headline
     # numbers keep the look-alikes: a fraudster presents a document whose photo resembles them.)
-    lfw_pairs, lfw_genuine, _ = make_pairs(y_test, test_families, cfg["test_pairs"], 0.0,
-                                           sample_rng("facial_pairs", "test", 0, cfg["seed"]))
+    lfw_pairs, lfw_genuine, _ = test_pairs(0.0)
     lfw_similarity = cosine_pairs(embeddings, lfw_pairs)
     result["accuracy_random_impostors"] = ten_fold_accuracy(lfw_genuine, lfw_similarity)[0]
     result["eer_random_impostors"] = metrics.equal_error_rate(lfw_genuine, lfw_similarity)[0]
