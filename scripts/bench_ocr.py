@@ -10,6 +10,7 @@ document exact-match shares and whether the read-out's check digits agree with t
 
 import argparse
 import csv
+import os
 import statistics
 import subprocess
 import sys
@@ -24,15 +25,22 @@ from veid_ml import determinism  # noqa: E402
 
 
 def time_training(runs: int) -> None:
+    """Each run is the spec command in a fresh process; its bytes are compared with the approved lock entry."""
+    from veid_ml import hashing, registry
+
+    spec = registry.get("ocr_extraction")
+    approved = hashing.read_lock(registry.LOCK_PATH)["models"].get(spec.name, {}).get("files", {})
     times = []
     for run in range(runs):
         with tempfile.TemporaryDirectory() as out:
             started = time.perf_counter()
             subprocess.run([sys.executable, "train.py", "--seed", "42", "--export-format", "savedmodel", "--out-dir",
-                            out, "--no-approve"], cwd=ROOT / "ml" / "ocr_extraction", check=True,
-                           stdout=subprocess.DEVNULL)
+                            out, "--no-approve"], cwd=spec.package_dir, check=True, stdout=subprocess.DEVNULL,
+                           env={**os.environ, "TF_DETERMINISTIC_OPS": "1"})
             times.append(time.perf_counter() - started)
-        print(f"run {run + 1}: {times[-1]:.0f} s", flush=True)
+            problems = hashing.diff_files(approved, hashing.compute_manifest(Path(out), spec.artifact)["files"])
+        verdict = "bytes identical to the approved lock" if not problems else f"differs from the lock: {problems}"
+        print(f"run {run + 1}: {times[-1]:.0f} s, {verdict}", flush=True)
     print(f"median wall time over {runs} runs: {statistics.median(times):.0f} s")
 
 
