@@ -51,9 +51,11 @@ from veid_ml import export
 from veid_ml.data.attacks import SPECIES, liveness_sample
 serve = export.load_serving(sys.argv[1])
 size = serve.structured_input_signature[1]["image"].shape[1]
+with open(sys.argv[1].rstrip("/").rsplit("/", 1)[0] + "/metrics.json") as f:  # the capture the model was trained on
+    capture_scale = json.load(f)["training_config"]["capture_scale"]
 groups = {}
 for i in range(400):  # held-out test identities; first 16 samples of each class
-    img, live, species = liveness_sample(i, "test", 42, size)
+    img, live, species = liveness_sample(i, "test", 42, size, capture_scale)
     group = "bona_fide" if live else SPECIES[species]
     if len(groups.setdefault(group, [])) < 16:
         groups[group].append(img)

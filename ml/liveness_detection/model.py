@@ -15,7 +15,7 @@ Serving contract (signature "serving_default"):
 import keras
 import tensorflow as tf
 
-SIZE = 64
+SIZE = 128
 # (output channels, stride) of the depthwise-separable blocks after the stem
 BLOCKS = ((48, 1), (64, 2), (64, 1), (128, 2), (128, 1), (192, 2), (192, 1))
 
@@ -43,9 +43,11 @@ def build_model(size: int = SIZE, dropout: float = 0.2) -> keras.Model:
     residual = keras.layers.Subtract(name="high_pass")([x, local_mean])
     residual = keras.layers.Rescaling(8.0, name="high_pass_gain")(residual)
     x = keras.layers.Concatenate(name="with_high_pass")([x, residual])
-    # Strided from the first layer: its overlapping 3x3 windows still see every pixel of the high-pass residual, and a
-    # full-resolution layer before it cost a third of the training time.
-    x = _conv_bn(x, 32, 3, 2, "stem")
+    # Strided from the first layer (a full-resolution layer before it cost a third of the training time), so the blocks
+    # start at 32 x 32 whatever the input size: 3x3 stride 2 at 64 px, a 4x4 stride-4 patchify at 128 px. Either way
+    # every pixel of the high-pass residual reaches the stem, and the finer input costs little more.
+    stride = max(2, size // 32)
+    x = _conv_bn(x, 32, 3 if stride <= 2 else stride, stride, "stem")
     for i, (filters, stride) in enumerate(BLOCKS):
         x = _separable(x, filters, stride, f"block{i}")
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
