@@ -43,6 +43,7 @@ def test_quick_training_end_to_end(tmp_path):
 
 SCORE_COMMITTED = """
 import json, sys
+from pathlib import Path
 import numpy as np
 from veid_ml import determinism
 determinism.configure(reexec=False)
@@ -51,8 +52,8 @@ from veid_ml import export
 from veid_ml.data.attacks import SPECIES, liveness_sample
 serve = export.load_serving(sys.argv[1])
 size = serve.structured_input_signature[1]["image"].shape[1]
-with open(sys.argv[1].rstrip("/").rsplit("/", 1)[0] + "/metrics.json") as f:  # the capture the model was trained on
-    capture_scale = json.load(f)["training_config"]["capture_scale"]
+metrics = json.loads((Path(sys.argv[1]).parent / "metrics.json").read_text())
+capture_scale = metrics["training_config"]["capture_scale"]  # the capture the model was trained on
 groups = {}
 for i in range(400):  # held-out test identities; first 16 samples of each class
     img, live, species = liveness_sample(i, "test", 42, size, capture_scale)
