@@ -1,6 +1,6 @@
 """OCR model benchmarks: full training wall time, and reading real ICAO specimen MRZs.
 
-    python scripts/bench_ocr.py --runs 3                   # spec training N times into temp dirs, median wall time
+    python scripts/bench_ocr.py --runs 3                   # spec training N times (veid_ml.benchmark), median wall time
     python scripts/bench_ocr.py --specimens /work/shared/data/mrz_specimens.tsv
 
 --specimens renders every line of the real specimen MRZs in OCR-B twice, clean (black on white) and degraded (the
@@ -10,38 +10,13 @@ document exact-match shares and whether the read-out's check digits agree with t
 
 import argparse
 import csv
-import os
-import statistics
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "ml"))
 
-from veid_ml import determinism  # noqa: E402
-
-
-def time_training(runs: int) -> None:
-    """Each run is the spec command in a fresh process; its bytes are compared with the approved lock entry."""
-    from veid_ml import hashing, registry
-
-    spec = registry.get("ocr_extraction")
-    approved = hashing.read_lock(registry.LOCK_PATH)["models"].get(spec.name, {}).get("files", {})
-    times = []
-    for run in range(runs):
-        with tempfile.TemporaryDirectory() as out:
-            started = time.perf_counter()
-            subprocess.run([sys.executable, "train.py", "--seed", "42", "--export-format", "savedmodel", "--out-dir",
-                            out, "--no-approve"], cwd=spec.package_dir, check=True, stdout=subprocess.DEVNULL,
-                           env={**os.environ, "TF_DETERMINISTIC_OPS": "1"})
-            times.append(time.perf_counter() - started)
-            problems = hashing.diff_files(approved, hashing.compute_manifest(Path(out), spec.artifact)["files"])
-        verdict = "bytes identical to the approved lock" if not problems else f"differs from the lock: {problems}"
-        print(f"run {run + 1}: {times[-1]:.0f} s, {verdict}", flush=True)
-    print(f"median wall time over {runs} runs: {statistics.median(times):.0f} s")
+from veid_ml import benchmark, determinism  # noqa: E402
 
 
 def clean_line(text: str):
@@ -101,7 +76,7 @@ def main() -> None:
     if not args.runs and not args.specimens:
         parser.error("give --runs N and/or --specimens PATH")
     if args.runs:
-        time_training(args.runs)
+        benchmark.time_spec_training("ocr_extraction", args.runs)
     if args.specimens:
         read_specimens(args.specimens, args.seed)
 

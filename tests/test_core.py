@@ -63,3 +63,32 @@ def test_fresh_process_latency_names_a_model_it_cannot_load(tmp_path):
     with pytest.raises(RuntimeError, match="latency measurement of .*nowhere failed"):
         metrics.latency_ms_fresh_process(tmp_path / "nowhere", "serving_default",
                                          {"image": np.zeros((1, 4), np.float32)})
+
+
+def test_training_benchmark_compares_each_run_with_the_lock(monkeypatch, capsys):
+    """bench_<model>.py's helper: a run whose bytes equal the approved ones says so; a changed byte is named."""
+    import shutil
+
+    from veid_ml import benchmark, registry
+
+    spec = registry.get("ocr_extraction")
+    tamper = {"on": False}
+
+    def fake_run(spec_, profile, out_dir):  # stands in for the 12-minute spec command: copies the approved files
+        for rel in ("metrics.json", f"{spec_.artifact}_frozen.pb"):
+            shutil.copy(spec_.weights_dir / rel, out_dir / rel)
+        shutil.copytree(spec_.weights_dir / spec_.artifact, out_dir / spec_.artifact)
+        if tamper["on"]:
+            with open(out_dir / f"{spec_.artifact}_frozen.pb", "ab") as f:
+                f.write(b"\0")
+        return 1.0
+
+    monkeypatch.setattr(benchmark, "_run_once", fake_run)
+    assert benchmark.time_spec_training(spec.name, 1)[0]["matches_lock"]
+    tamper["on"] = True
+    assert not benchmark.time_spec_training(spec.name, 1)[0]["matches_lock"]
+    out = capsys.readouterr().out
+    assert "bytes identical to the approved lock" in out
+    assert f"DIFFERS from the lock: ['changed: {spec.artifact}_frozen.pb']" in out
+    with pytest.raises(ValueError, match="runs must be >= 1"):
+        benchmark.time_spec_training(spec.name, 0)
