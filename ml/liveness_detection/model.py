@@ -1,7 +1,7 @@
-"""A MiniFASNet-style CNN: fixed high-pass input branch, strided stem, depthwise-separable blocks -> P(bona fide).
+"""A MiniFASNet-style CNN: fixed high-/band-pass input branches, strided stem, depthwise-separable blocks -> P(bona fide).
 
 Presentation attacks differ from live faces in fine local texture (halftone dots, a screen's pixel grid and its moiré,
-paper grain and edges), so the network gets a high-pass copy of the image next to it, and is mostly cheap
+paper grain and edges), so the network gets two fixed band-pass copies of the image next to it, and is mostly cheap
 depthwise-separable convolutions (fast on two CPU cores) that widen as the image shrinks.
 
 Serving contract (signature "serving_default"):
@@ -42,7 +42,12 @@ def build_model(size: int = SIZE, dropout: float = 0.2) -> keras.Model:
     local_mean = keras.layers.AveragePooling2D(3, strides=1, padding="same", name="local_mean")(x)
     residual = keras.layers.Subtract(name="high_pass")([x, local_mean])
     residual = keras.layers.Rescaling(8.0, name="high_pass_gain")(residual)
-    x = keras.layers.Concatenate(name="with_high_pass")([x, residual])
+    # A coarser band (3x3 mean minus 7x7 mean): medium-scale texture (moire beats, coarse halftone, paper grain) that
+    # survives a camera blur which erases the finest band.
+    wide_mean = keras.layers.AveragePooling2D(7, strides=1, padding="same", name="wide_mean")(x)
+    band = keras.layers.Subtract(name="band_pass")([local_mean, wide_mean])
+    band = keras.layers.Rescaling(4.0, name="band_pass_gain")(band)
+    x = keras.layers.Concatenate(name="with_high_pass")([x, residual, band])
     # Strided from the first layer (a full-resolution layer before it cost a third of the training time), so the blocks
     # start at 32 x 32 whatever the input size: 3x3 stride 2 at 64 px, a 4x4 stride-4 patchify at 128 px. Either way
     # every pixel of the high-pass residual reaches the stem, and the finer input costs little more.
