@@ -73,6 +73,8 @@ def main() -> None:
     parser.add_argument("--specimens", type=Path, help="mrz_specimens.tsv to render and read")
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args()
+    if args.runs < 0:
+        parser.error("--runs must be >= 0")
     if not args.runs and not args.specimens:
         parser.error("give --runs N and/or --specimens PATH")
     if args.runs:

@@ -1,4 +1,4 @@
-"""A MiniFASNet-style CNN: fixed high-/band-pass input branches, strided stem, depthwise-separable blocks -> P(bona fide).
+"""A MiniFASNet-style CNN: fixed band-pass input branches, strided stem, depthwise-separable blocks -> P(bona fide).
 
 Presentation attacks differ from live faces in fine local texture (halftone dots, a screen's pixel grid and its moiré,
 paper grain and edges), so the network gets two fixed band-pass copies of the image next to it, and is mostly cheap

@@ -30,7 +30,7 @@ CONFIG = {
     # (At lr 0.002: 24k lines x 3 epochs, 80% of the compute, read 0.963; 15k x 6 read 0.966.)
     "epochs": 5,
     "batch_size": 32,
-    "learning_rate": 0.006,  # 6 epochs, earlier BN-then-pool blocks: 0.966 with 0.002, 0.9695 with 0.004, 0.972 with 0.006
+    "learning_rate": 0.006,  # 6 epochs, earlier BN-then-pool blocks: 0.966 at 0.002, 0.9695 at 0.004, 0.972 at 0.006
     "optimizer": "adam",
     "warmup_steps": 200,
     "train_lines": 15008,

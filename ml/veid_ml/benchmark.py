@@ -49,7 +49,8 @@ def time_spec_training(name: str, runs: int, profile: str = "full") -> list[dict
                 verdict = "no approved lock entry to compare with"
             else:
                 problems = hashing.diff_files(approved, hashing.compute_manifest(out, spec.artifact)["files"])
-                verdict = "bytes identical to the approved lock" if not problems else f"DIFFERS from the lock: {problems}"
+                verdict = (f"DIFFERS from the lock: {problems}" if problems
+                           else "bytes identical to the approved lock")
         record = {"wall_seconds": wall, "train_seconds": doc["timing"]["train_seconds"],
                   "latency_p50_ms": doc["inference_latency_ms"]["p50"], "accuracy": doc["metrics"]["accuracy"],
                   "matches_lock": verdict.startswith("bytes identical")}
