@@ -43,20 +43,23 @@ def time_spec_training(name: str, runs: int, profile: str = "full") -> list[dict
             out = Path(tmp)
             wall = _run_once(spec, profile, out)
             doc = json.loads((out / "metrics.json").read_text())
-            if profile != "full":
-                verdict = "quick profile, not compared with the lock"
-            elif not approved:
-                verdict = "no approved lock entry to compare with"
-            else:
+            compared = profile == "full" and bool(approved)
+            problems = []
+            if compared:
                 problems = hashing.diff_files(approved, hashing.compute_manifest(out, spec.artifact)["files"])
-                verdict = (f"DIFFERS from the lock: {problems}" if problems
-                           else "bytes identical to the approved lock")
+        if profile != "full":
+            verdict = "quick profile, not compared with the lock"
+        elif not compared:
+            verdict = "no approved lock entry to compare with"
+        else:
+            verdict = f"DIFFERS from the lock: {problems}" if problems else "bytes identical to the approved lock"
         record = {"wall_seconds": wall, "train_seconds": doc["timing"]["train_seconds"],
                   "latency_p50_ms": doc["inference_latency_ms"]["p50"], "accuracy": doc["metrics"]["accuracy"],
-                  "matches_lock": verdict.startswith("bytes identical")}
+                  "matches_lock": compared and not problems}
         records.append(record)
-        print(f"run {run + 1}/{runs}: wall {wall:.0f} s ({wall / 60:.1f} min), accuracy {record['accuracy']:.4f}, "
-              f"latency p50 {record['latency_p50_ms']:.2f} ms, {verdict}", flush=True)
+        print(f"run {run + 1}/{runs}: wall {wall:.0f} s ({wall / 60:.1f} min), training {record['train_seconds']:.0f} s, "
+              f"accuracy {record['accuracy']:.4f}, latency p50 {record['latency_p50_ms']:.2f} ms, {verdict}",
+              flush=True)
     wall = statistics.median(r["wall_seconds"] for r in records)
     latency = statistics.median(r["latency_p50_ms"] for r in records)
     print(f"{name}: median wall time {wall:.0f} s ({wall / 60:.1f} min), median latency p50 {latency:.2f} ms "
