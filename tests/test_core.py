@@ -1,4 +1,6 @@
-"""Atomic writes, the metrics.json schema and the trainer's overrides."""
+"""Atomic writes, the metrics.json schema, the trainer's overrides, batch-norm folding and the training benchmark."""
+
+import json
 
 import pytest
 
@@ -63,6 +65,46 @@ def test_fresh_process_latency_names_a_model_it_cannot_load(tmp_path):
     with pytest.raises(RuntimeError, match="latency measurement of .*nowhere failed"):
         metrics.latency_ms_fresh_process(tmp_path / "nowhere", "serving_default",
                                          {"image": np.zeros((1, 4), np.float32)})
+
+
+def test_batchnorm_folding_keeps_the_outputs_and_leaves_no_batchnorm():
+    from conftest import run_python
+
+    out = run_python("""
+        import json
+        from veid_ml import determinism
+        determinism.configure(reexec=False)
+        import keras, numpy as np
+        from veid_ml.fold_batchnorm import fold_batch_norms
+        rng = np.random.default_rng(0)
+        x = inp = keras.Input((16, 16, 3))
+        x = keras.layers.Conv2D(8, 3, strides=2, padding="same", use_bias=False)(x)
+        x = keras.layers.ReLU()(keras.layers.BatchNormalization()(x))  # folded, ReLU fused in
+        x = keras.layers.DepthwiseConv2D(3, padding="same", use_bias=True)(x)
+        x = keras.layers.BatchNormalization()(x)  # folded, no ReLU after it
+        branch = keras.layers.Conv2D(8, 1)(x)
+        kept = keras.layers.BatchNormalization()(branch)  # its conv feeds two layers: left as it is
+        x = keras.layers.Add()([branch, keras.layers.ReLU(max_value=6.0)(kept)])
+        out = keras.layers.Dense(1)(keras.layers.GlobalAveragePooling2D()(x))
+        model = keras.Model(inp, out)
+        for layer in model.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                for w in layer.weights:
+                    w.assign(rng.uniform(0.5, 1.5, w.shape).astype("float32"))
+        images = rng.random((4, 16, 16, 3)).astype("float32")
+        before = model(images, training=False).numpy()
+        folded = fold_batch_norms(model)
+        after = folded(images, training=False).numpy()
+        kinds = lambda m: sum(isinstance(l, keras.layers.BatchNormalization) for l in m.layers)
+        relu_convs = sum(getattr(l, "activation", None) is keras.activations.relu for l in folded.layers)
+        print(json.dumps({"err": float(np.abs(after - before).max() / np.abs(before).max()), "bn_before": kinds(model),
+                          "bn_after": kinds(folded), "relu_convs": relu_convs,
+                          "same_again": bool(np.array_equal(model(images, training=False).numpy(), before))}))
+    """)
+    result = json.loads(out)
+    assert result["err"] < 1e-5, result
+    assert (result["bn_before"], result["bn_after"], result["relu_convs"]) == (3, 1, 1), result
+    assert result["same_again"], result  # the trained model itself is untouched
 
 
 def test_training_benchmark_compares_each_run_with_the_lock(monkeypatch, capsys):

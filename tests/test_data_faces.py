@@ -41,6 +41,18 @@ def test_liveness_capture_scale_1_is_the_capture_behind_the_downscaled_sample():
     assert -1 in kinds and len(kinds) >= 3  # bona fide and at least two attack species were compared
 
 
+def test_liveness_crop_downscale_changes_the_camera_only():
+    # A crop that is 2x smaller than the camera frame: the same scene and draws, milder blur and noise.
+    changed = 0
+    for index in range(6):
+        full, live, species = attacks.liveness_sample(index, "test", size=48, capture_scale=1)
+        crop, live2, species2 = attacks.liveness_sample(index, "test", size=48, capture_scale=1, crop_downscale=2.0)
+        assert (live, species) == (live2, species2)
+        assert np.corrcoef(full.ravel().astype(float), crop.ravel().astype(float))[0, 1] > 0.9  # the same picture
+        changed += not np.array_equal(full, crop)
+    assert changed >= 5
+
+
 def test_same_bytes_in_a_separate_process():
     code = ("from veid_ml.data import faces, attacks; from veid_ml.data.rng import content_hash;"
             "print(content_hash(faces.face_image('train', 7, 3, size=64), attacks.liveness_sample(5, 'train', size=64)[0]))")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from liveness_detection.train import apcer_per_species, threshold_for_apcer
-from conftest import quick_train
+from conftest import quick_train, run_python
 from veid_ml import registry
 
 SPEC = registry.get("liveness_detection")
@@ -28,6 +28,34 @@ def test_threshold_keeps_every_species_under_the_apcer_target_with_least_bpcer()
     assert set(apcer) == {"print", "replay"} and max(apcer.values()) <= 0.01
     below = np.nextafter(t, np.float32(0))  # any lower threshold breaks the target for some species
     assert max(apcer_per_species(live, species, score, below).values()) > 0.01
+
+
+def test_training_stream_is_each_epochs_shuffled_mirrored_batches_in_turn():
+    out = run_python("""
+        import json
+        from veid_ml import determinism
+        determinism.configure(reexec=False)
+        import numpy as np
+        from liveness_detection.train import epoch_order, training_batches
+        rng = np.random.default_rng(0)
+        images = rng.integers(0, 256, (10, 4, 5, 3), dtype=np.uint8)
+        live = rng.integers(0, 2, 10).astype(np.int32)
+        stream = [(x.numpy(), y.numpy()) for x, y in training_batches(images, live, 2, 42, 4)]
+        expected = []
+        for epoch in range(2):  # batches of 4, 4 and 2 per epoch: a short batch ends each epoch
+            order, mirror = epoch_order(10, epoch, 42)
+            x = images[order]
+            x[mirror] = x[mirror][:, :, ::-1]
+            expected += [(x[s:s + 4] / np.float32(255), live[order][s:s + 4]) for s in range(0, 10, 4)]
+        same = len(stream) == len(expected) and all(
+            np.array_equal(a, c) and np.array_equal(b, d) for (a, b), (c, d) in zip(stream, expected))
+        mirrored = sum(int(m.sum()) for m in (epoch_order(10, e, 42)[1] for e in range(2)))
+        print(json.dumps({"same": same, "batches": len(stream), "mirrored": mirrored,
+                          "epochs_differ": not np.array_equal(epoch_order(10, 0, 42)[0], epoch_order(10, 1, 42)[0])}))
+    """)
+    result = json.loads(out)
+    assert result["same"] and result["batches"] == 6 and result["epochs_differ"], result
+    assert 0 < result["mirrored"] < 20, result  # some images of the two epochs are mirrored, not all
 
 
 def test_quick_training_end_to_end(tmp_path):
@@ -54,9 +82,10 @@ serve = export.load_serving(sys.argv[1])
 size = serve.structured_input_signature[1]["image"].shape[1]
 metrics = json.loads((Path(sys.argv[1]).parent / "metrics.json").read_text())
 capture_scale = metrics["training_config"]["capture_scale"]  # the capture the model was trained on
+crop_downscale = metrics["training_config"].get("eval_crop_downscale", 1.0)  # and the test split's camera
 groups = {}
 for i in range(400):  # held-out test identities; first 16 samples of each class
-    img, live, species = liveness_sample(i, "test", 42, size, capture_scale)
+    img, live, species = liveness_sample(i, "test", 42, size, capture_scale, crop_downscale)
     group = "bona_fide" if live else SPECIES[species]
     if len(groups.setdefault(group, [])) < 16:
         groups[group].append(img)

@@ -152,14 +152,16 @@ def attack_image(params, view, species, strength, rng, split, seed, size):
     return _match_stats(img, source)
 
 
-def liveness_sample(index: int, split: str, seed: int = 42, size: int = 112,
-                    capture_scale: int = CAPTURE_SCALE) -> tuple[np.ndarray, int, int]:
+def liveness_sample(index: int, split: str, seed: int = 42, size: int = 112, capture_scale: int = CAPTURE_SCALE,
+                    crop_downscale: float = 1.0) -> tuple[np.ndarray, int, int]:
     """(image uint8 (size, size, 3), is_bona_fide, species index or -1 for bona fide).
 
     Rendered and captured at capture_scale x the output size, then area-downscaled like a detector's crop of a real
     selfie: the media's fine traces alias into moire at the output size as they do in real recaptures (a capture at a
     small output size made blur, noise and JPEG blocks several times coarser than any real one). capture_scale=1 returns
     the capture itself; its draws do not depend on capture_scale, so size 2s at scale 1 is the capture behind size s.
+    crop_downscale > 1: the rendered image is already a detector's crop, that many times smaller than the camera frame,
+    so blur, motion and sensor noise shrink with the pixels (faces.capture_view's downscale; the draws stay the same).
     """
     rng = sample_rng("liveness", split, index, seed)
     out_size, size = size, size * capture_scale
@@ -171,19 +173,20 @@ def liveness_sample(index: int, split: str, seed: int = 42, size: int = 112,
         img, _ = render_layers(params, view, size)
     else:
         img = attack_image(params, view, species, float(rng.uniform(*STRENGTH_RANGE)), rng, split, seed, size)
-    captured = capture_view(np.rint(img * 255).astype(np.uint8), view, rng)
+    captured = capture_view(np.rint(img * 255).astype(np.uint8), view, rng, downscale=crop_downscale)
     if capture_scale > 1:
         captured = cv2.resize(captured, (out_size, out_size), interpolation=cv2.INTER_AREA)
     return captured, int(bona_fide), species
 
 
 def liveness_dataset(split: str, n: int, seed: int = 42, size: int = 112, workers: int | None = None,
-                     capture_scale: int = CAPTURE_SCALE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                     capture_scale: int = CAPTURE_SCALE, crop_downscale: float = 1.0
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(images uint8 (n, size, size, 3), is_bona_fide int32 (n,), species int32 (n,), -1 for bona fide)."""
     if n < 1:
         raise ValueError(f"need n >= 1 liveness samples, got {n}")
     samples = generate(liveness_sample, n, workers, desc=f"liveness/{split}", split=split, seed=seed, size=size,
-                       capture_scale=capture_scale)
+                       capture_scale=capture_scale, crop_downscale=crop_downscale)
     images, live, species = zip(*samples)
     return np.stack(images), np.array(live, np.int32), np.array(species, np.int32)
 
