@@ -58,6 +58,36 @@ def test_training_stream_is_each_epochs_shuffled_mirrored_batches_in_turn():
     assert 0 < result["mirrored"] < 20, result  # some images of the two epochs are mirrored, not all
 
 
+def test_band_pass_stem_is_the_fixed_filters_then_the_learnt_patch_convolution():
+    out = run_python("""
+        import json
+        from veid_ml import determinism
+        determinism.configure(reexec=False)
+        import keras, numpy as np, tensorflow as tf
+        from liveness_detection.model import band_filters, build_model
+        from veid_ml.fold_batchnorm import fold_batch_norms
+        result = {}
+        for size in (128, 32):  # patch 4 (10x10 kernel) and patch 2 (8x8)
+            model = build_model(size, 0.0)
+            stem = model.get_layer("stem_conv")
+            x = np.random.default_rng(size).uniform(-1, 1, (2, size, size, 3)).astype("float32")
+            bands = tf.nn.conv2d(x, band_filters(), 1, "SAME")  # zero beyond the edge, as the composed kernel sees it
+            expected = tf.nn.conv2d(bands, stem.patch_kernel, stem.strides[0], "VALID").numpy()
+            got = stem(x).numpy()
+            folded = fold_batch_norms(model).get_layer("stem_conv")
+            result[size] = {"err": float(np.abs(got - expected).max() / np.abs(expected).max()),
+                            "shape": list(got.shape), "trainable": [v.name for v in stem.trainable_variables],
+                            "folded": [type(folded).__name__, list(folded.kernel.shape)]}
+        print(json.dumps(result))
+    """)
+    result = json.loads(out)
+    assert result["128"]["shape"] == [2, 32, 32, 32] and result["32"]["shape"] == [2, 16, 16, 32], result
+    for size, kernel in (("128", 10), ("32", 8)):
+        assert result[size]["err"] < 1e-5, result
+        assert result[size]["trainable"] == ["patch_kernel"], result  # the band filters stay fixed
+        assert result[size]["folded"] == ["Conv2D", [kernel, kernel, 3, 32]], result  # exported as a plain conv
+
+
 def test_quick_training_end_to_end(tmp_path):
     doc = quick_train("liveness_detection", tmp_path, timeout=300)
     for name in ("liveness_model/saved_model.pb", "liveness_model_frozen.pb", "manifest.json", "metrics.json",

@@ -1,8 +1,10 @@
-"""A MiniFASNet-style CNN: fixed band-pass input branches, strided stem, depthwise-separable blocks -> P(bona fide).
+"""A MiniFASNet-style CNN: a strided stem over the image and fixed band-pass copies of it, depthwise-separable blocks
+-> P(bona fide).
 
 Presentation attacks differ from live faces in fine local texture (halftone dots, a screen's pixel grid and its moiré,
-paper grain and edges), so the network gets two fixed band-pass copies of the image next to it, and is mostly cheap
-depthwise-separable convolutions (fast on two CPU cores) that widen as the image shrinks.
+paper grain and edges), so the stem reads two fixed band-pass copies of the image next to it (composed with its learnt
+kernel into one convolution), and the rest is four cheap depthwise-separable blocks that widen as the image shrinks:
+few ops, because at batch 1 each op's fixed cost, not its arithmetic, sets the latency.
 
 Serving contract (signature "serving_default"):
     input  "image"                 float32 [None, SIZE, SIZE, 3], RGB in [0, 1], face roughly centred and filling
@@ -13,11 +15,65 @@ Serving contract (signature "serving_default"):
 """
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 SIZE = 128
-# (output channels, stride) of the depthwise-separable blocks after the stem
-BLOCKS = ((48, 1), (64, 2), (64, 1), (128, 2), (128, 1), (192, 2), (192, 1))
+# (output channels, stride) of the depthwise-separable blocks after the stem. Four, not seven: single-image latency is
+# mostly a fixed cost per op (~0.1 ms for a depthwise convolution even at 4 x 4), and the 3 stride-1 repeats at 16, 8
+# and 4 px cost 6 (fused) ops.
+BLOCKS = ((64, 1), (96, 2), (160, 2), (256, 2))
+
+
+def band_filters() -> np.ndarray:
+    """(7, 7, 3, 9) fixed filters: per RGB channel the image itself, a high-pass residual (image minus its 3x3 mean,
+    gain 8: the finest medium texture without the face's shading) and a band (3x3 mean minus 7x7 mean, gain 4:
+    moire beats, coarse halftone and paper grain that survive a camera blur which erases the finest band)."""
+    delta = np.zeros((7, 7), np.float32)
+    delta[3, 3] = 1.0
+    mean3 = np.zeros((7, 7), np.float32)
+    mean3[2:5, 2:5] = 1.0 / 9.0
+    mean7 = np.full((7, 7), 1.0 / 49.0, np.float32)
+    bank = np.zeros((7, 7, 3, 9), np.float32)
+    for c in range(3):
+        bank[:, :, c, c] = delta
+        bank[:, :, c, 3 + c] = 8.0 * (delta - mean3)
+        bank[:, :, c, 6 + c] = 4.0 * (mean3 - mean7)
+    return bank
+
+
+class BandPassStem(keras.layers.Conv2D):
+    """A learnt patch x patch, stride-`patch` convolution over the image and its fixed band-pass copies (band_filters),
+    run as ONE (patch + 6)-sized convolution of the image: the fixed filters and the learnt kernel compose into it.
+
+    One convolution instead of two pooling passes, a concatenation and a convolution at full resolution: the same
+    model class (borders aside: the filters see zeros beyond the image edge), and a plain Conv2D to export.
+    """
+
+    def __init__(self, filters, patch: int = 4, **kwargs):
+        kwargs.update(kernel_size=patch + 6, strides=patch, padding="same", use_bias=False)
+        super().__init__(filters, **kwargs)
+
+    def build(self, input_shape):
+        if input_shape[-1] != 3:
+            raise ValueError(f"BandPassStem needs RGB input, got {input_shape[-1]} channels")
+        patch = self.strides[0]
+        self._bank = band_filters()
+        self.patch_kernel = self.add_weight(name="patch_kernel", shape=(patch, patch, 9, self.filters),
+                                            initializer=self.kernel_initializer, dtype=self.dtype)
+        self.built = True
+
+    @property
+    def kernel(self):
+        # kernel[i + a, j + b, c, o] = sum_k bank[a, b, c, k] * patch_kernel[i, j, k, o]
+        patch = self.strides[0]
+        size = patch + 6
+        kernel = 0.0
+        for i in range(patch):
+            for j in range(patch):
+                term = keras.ops.einsum("abck,ko->abco", self._bank, self.patch_kernel[i, j])
+                kernel = kernel + keras.ops.pad(term, [[i, size - 7 - i], [j, size - 7 - j], [0, 0], [0, 0]])
+        return kernel
 
 
 def _conv_bn(x, filters, kernel, stride, name):
@@ -37,22 +93,12 @@ def build_model(size: int = SIZE, dropout: float = 0.2) -> keras.Model:
     """Keras model: float32 images in [0, 1] -> (batch, 1) probability of bona fide."""
     inputs = keras.Input((size, size, 3), name="image")
     x = keras.layers.Rescaling(2.0, offset=-1.0, name="to_unit_range")(inputs)
-    # A fixed high-pass residual (image minus its 3x3 local mean), as in image forensics: it hands the first layer the
-    # medium's texture without the face's shading, which the statistics matching made the only class cue.
-    local_mean = keras.layers.AveragePooling2D(3, strides=1, padding="same", name="local_mean")(x)
-    residual = keras.layers.Subtract(name="high_pass")([x, local_mean])
-    residual = keras.layers.Rescaling(8.0, name="high_pass_gain")(residual)
-    # A coarser band (3x3 mean minus 7x7 mean): medium-scale texture (moire beats, coarse halftone, paper grain) that
-    # survives a camera blur which erases the finest band.
-    wide_mean = keras.layers.AveragePooling2D(7, strides=1, padding="same", name="wide_mean")(x)
-    band = keras.layers.Subtract(name="band_pass")([local_mean, wide_mean])
-    band = keras.layers.Rescaling(4.0, name="band_pass_gain")(band)
-    x = keras.layers.Concatenate(name="with_high_pass")([x, residual, band])
     # Strided from the first layer (a full-resolution layer before it cost a third of the training time), so the blocks
-    # start at 32 x 32 whatever the input size: 3x3 stride 2 at 64 px, a 4x4 stride-4 patchify at 128 px. Either way
-    # every pixel of the high-pass residual reaches the stem, and the finer input costs little more.
-    stride = max(2, size // 32)
-    x = _conv_bn(x, 32, 3 if stride <= 2 else stride, stride, "stem")
+    # start at 32 x 32 whatever the input size: a 4x4 stride-4 patchify of the image and its band-pass copies at 128
+    # px, 2x2 stride 2 at 64 px. Either way every pixel of the fixed high-pass residual reaches the stem.
+    x = BandPassStem(32, patch=max(2, size // 32), name="stem_conv")(x)
+    x = keras.layers.BatchNormalization(name="stem_bn")(x)
+    x = keras.layers.ReLU(name="stem_relu")(x)
     for i, (filters, stride) in enumerate(BLOCKS):
         x = _separable(x, filters, stride, f"block{i}")
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)

@@ -66,9 +66,9 @@ def fold_batch_norms(model: keras.Model) -> keras.Model:
     def clone(layer):
         if id(layer) in absorbed:
             return _PassThrough(name=layer.name)
-        if layer.name in plans:
+        if layer.name in plans:  # a plain Keras convolution, also for a subclass that computes its kernel
             config = dict(layer.get_config(), use_bias=True, activation="relu" if plans[layer.name][1] else "linear")
-            return layer.__class__.from_config(config)
+            return next(base for base in FOLDABLE if isinstance(layer, base)).from_config(config)
         return layer.__class__.from_config(layer.get_config())
 
     folded = keras.models.clone_model(model, clone_function=clone)
