@@ -51,6 +51,8 @@ class BandPassStem(keras.layers.Conv2D):
     """
 
     def __init__(self, filters, patch: int = 4, **kwargs):
+        strides = kwargs.pop("strides", patch)  # from_config passes a Conv2D's config: the patch is its stride
+        patch = strides[0] if isinstance(strides, (tuple, list)) else strides
         kwargs.update(kernel_size=patch + 6, strides=patch, padding="same", use_bias=False)
         super().__init__(filters, **kwargs)
 
