@@ -141,12 +141,12 @@ def train(cfg: dict, data_dir) -> training.Trained:
     x_train, y_train, s_train = load_split("train", cfg, data_dir)
     x_val, y_val, s_val = load_split("val", cfg, data_dir)
     model = build_model(cfg["image_size"], cfg["dropout"])
-    steps = cfg["epochs"] * int(np.ceil(len(x_train) / cfg["batch_size"]))
-    schedule = keras.optimizers.schedules.CosineDecay(cfg["learning_rate"], steps)
+    steps_per_epoch = int(np.ceil(len(x_train) / cfg["batch_size"]))
+    schedule = keras.optimizers.schedules.CosineDecay(cfg["learning_rate"], cfg["epochs"] * steps_per_epoch)
     optimizer = keras.optimizers.get({"class_name": cfg["optimizer"], "config": {"learning_rate": schedule}})
     model.compile(optimizer, keras.losses.BinaryCrossentropy(), metrics=["accuracy"], jit_compile=False)
     batches = training_batches(x_train, y_train, cfg["epochs"], cfg["seed"], cfg["batch_size"])
-    model.fit(batches, epochs=cfg["epochs"], steps_per_epoch=steps // cfg["epochs"], verbose=2)
+    model.fit(batches, epochs=cfg["epochs"], steps_per_epoch=steps_per_epoch, verbose=2)
 
     model = fold_batch_norms(model)  # what is exported: the threshold is chosen on its scores
     val_score = model.predict(x_val.astype(np.float32) / 255.0, batch_size=256, verbose=0)[:, 0]

@@ -60,7 +60,7 @@ def fold_batch_norms(model: keras.Model) -> keras.Model:
         if not isinstance(bn, keras.layers.BatchNormalization) or bn.axis not in (-1, len(bn.input.shape) - 1):
             continue
         relu = _sole_consumer(bn)
-        plans[layer.name] = (bn, relu if relu is not None and _is_plain_relu(relu) else None)
+        plans[layer.name] = (bn, relu if _is_plain_relu(relu) else None)
     absorbed = {id(layer) for bn, relu in plans.values() for layer in (bn, relu) if layer is not None}
 
     def clone(layer):
