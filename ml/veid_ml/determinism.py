@@ -10,6 +10,7 @@ import os
 import platform
 import random
 import sys
+from pathlib import Path
 
 DEFAULT_SEED = 42
 # PYTHONHASHSEED only takes effect when the interpreter starts, so it is fixed (not the training seed) and enforced by
@@ -60,6 +61,36 @@ def cpu_flags() -> set[str]:
     except OSError:
         pass
     return set()
+
+
+def cpu_class() -> str:
+    """The CPU model and cache sizes, e.g. 'AuthenticAMD family 25 model 17; L1d 32K L2 1024K L3 32768K'.
+
+    Pinning the ISA is not enough across CPU models: oneDNN's and Eigen's kernels size their blocks (and so the order
+    of their float sums) from the cache sizes they read at run time, and oneDNN promises identical results only on the
+    same CPU (uxlfoundation/oneDNN#1443). Measured: the facial spec command gave other bytes on an AMD EPYC (Zen 4)
+    than on the machines that approved it. Approved bytes are therefore reproducible on CPUs of their own class.
+    """
+    fields = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, sep, value = line.partition(":")
+                if not sep:
+                    break  # end of the first processor's block
+                fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    caches = []
+    for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
+        try:
+            level, kind, size = ((index / n).read_text().strip() for n in ("level", "type", "size"))
+        except OSError:
+            continue
+        if kind != "Instruction":
+            caches.append(f"L{level}{'d' if kind == 'Data' else ''} {size}")
+    return (f"{fields.get('vendor_id', platform.machine())} family {fields.get('cpu family', '?')} "
+            f"model {fields.get('model', '?')}; {' '.join(caches) or 'caches unknown'}")
 
 
 def check_cpu() -> None:

@@ -9,6 +9,7 @@ import json
 import os
 from pathlib import Path
 
+from veid_ml import determinism
 from veid_ml.atomic import write_text_atomic
 
 MANIFEST_NAME = "manifest.json"
@@ -70,7 +71,8 @@ def read_lock(lock_path: Path) -> dict:
 
 
 def approve(lock_path: Path, model_name: str, weights_dir: Path, manifest: dict) -> None:
-    """Record a model's manifest in the lock: the act of approving exactly these bytes."""
+    """Record a model's manifest in the lock: the act of approving exactly these bytes, made on this machine's CPU
+    class (re-training reproduces them bit for bit on CPUs of that class; see determinism.cpu_class)."""
     lock = read_lock(lock_path)
     rel_dir = os.path.relpath(Path(weights_dir).resolve(), Path(lock_path).resolve().parent)
     lock["models"][model_name] = {
@@ -78,8 +80,22 @@ def approve(lock_path: Path, model_name: str, weights_dir: Path, manifest: dict)
         "artifact": manifest["artifact"],
         "digest": manifest["digest"],
         "files": manifest["files"],
+        "approved_on_cpu": determinism.cpu_class(),
     }
     write_text_atomic(lock_path, json.dumps(lock, indent=2, sort_keys=True) + "\n")
+
+
+def other_cpu_class(entry: dict) -> str | None:
+    """Why this machine is not expected to re-train a lock entry's bytes (None: it is). oneDNN and Eigen block their
+    sums by the cache sizes they read at run time, so bytes are reproducible on the CPU class that approved them
+    (determinism.cpu_class), not across classes. An entry without approved_on_cpu predates the record."""
+    here = determinism.cpu_class()
+    if here in entry.get("not_reproduced_on_cpu", []):
+        return f"this CPU ({here}) is recorded as one that computes other bytes for it"
+    approved_on = entry.get("approved_on_cpu")
+    if approved_on is not None and approved_on != here:
+        return f"approved on {approved_on}, this is {here}"
+    return None
 
 
 def diff_files(expected: dict[str, str], actual: dict[str, str], prefix: str = "") -> list[str]:
