@@ -15,6 +15,8 @@ import numpy as np
 
 # Eye centres (x, y) as fractions of the crop side, image-left eye first: where MTCNN finds the eyes on synthetic
 # renders, on average (62 validation views; the renderer's own geometry gives (0.390, 0.497) and (0.611, 0.497)).
+# The face model's views are rendered with their eyes at that geometric average (faces.aligned_view), so this holds
+# for each view up to MTCNN's own error (tests/test_data_faces.py).
 CANONICAL_EYES = np.array([[0.396, 0.493], [0.610, 0.493]])
 DETECTION_SIZE = 160  # real photos are loaded at this size before alignment (enough pixels for MTCNN's eye points)
 MIN_CONFIDENCE = 0.9
