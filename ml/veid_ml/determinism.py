@@ -68,8 +68,8 @@ def cpu_class() -> str:
 
     Pinning the ISA is not enough across CPU models: oneDNN's and Eigen's kernels size their blocks (and so the order
     of their float sums) from the cache sizes they read at run time, and oneDNN promises identical results only on the
-    same CPU (uxlfoundation/oneDNN#1443). Measured: the facial spec command gave other bytes on an AMD EPYC (Zen 4)
-    than on the machines that approved it. Approved bytes are therefore reproducible on CPUs of their own class.
+    same CPU (uxlfoundation/oneDNN#1443). Measured: all three spec commands gave other bytes on an AMD EPYC (Zen 4)
+    than on the machines that approved them. Approved bytes are therefore reproducible on CPUs of their own class.
     """
     fields = {}
     try:

@@ -419,9 +419,11 @@ def aligned_view(params: dict, view: dict) -> dict:
     yaw, pitch = view["yaw"], view["pitch"]
     eye_depth = 0.03  # where the eyes are drawn (render_layers)
     roll = 0.3 * view["roll"]
+    # random_view's scale is uniform on 1.1-1.35 (centre 1.225, half-width 0.125): mapped to a +-3% residual
     scale = ALIGNED_EYE_DISTANCE / (2 * params["eye_sep"] * np.cos(yaw)) * (1 + 0.03 * (view["scale"] - 1.225) / 0.125)
     mx, my = eye_depth * np.sin(yaw), params["eye_y"] * np.cos(pitch) - eye_depth * np.sin(pitch)
     cr, sr = np.cos(roll), np.sin(roll)
+    # canonical (u, v) -> crop fraction is (R(roll) (u, v) * scale + shift + (0.5, 0.54)), as render_layers' window()
     shift = [ALIGNED_EYE_MIDPOINT[0] - 0.5 - (cr * mx - sr * my) * scale + 0.2 * view["shift"][0],
              ALIGNED_EYE_MIDPOINT[1] - 0.54 - (sr * mx + cr * my) * scale + 0.2 * view["shift"][1]]
     return {**view, "roll": float(roll), "scale": float(scale), "shift": [float(v) for v in shift]}
