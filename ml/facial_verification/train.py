@@ -32,8 +32,11 @@ CONFIG = {
     "width": 16,
     "cosface_margin": 0.2,
     "image_size": 64,
-    "train_identities": 4000,  # generalising to unseen people is the hard part: many identities...
-    "train_views": 8,  # ...and enough views of each that pose, light and occluders are learnt as nuisance
+    # Generalising to unseen people is the hard part: many identities, and enough views of each that pose, light and
+    # occluders are learnt as nuisance. Same image budget, 4000 x 8 -> 2667 x 12: accuracy 0.933 -> 0.932 (noise),
+    # TAR@FAR=1e-3 0.026 -> 0.121, Yale accuracy at the stored threshold 0.754 -> 0.847 (AUC 0.945 -> 0.948).
+    "train_identities": 2667,
+    "train_views": 12,
     "val_identities": 300,
     "val_views": 4,
     "val_pairs": 1000,  # genuine and impostor each
