@@ -38,8 +38,9 @@ def time_spec_training(name: str, runs: int, profile: str = "full") -> list[dict
     spec = registry.get(name)
     entry = hashing.read_lock(registry.LOCK_PATH)["models"].get(name, {})
     approved = entry.get("files", {})
-    if entry and hashing.other_cpu_class(entry):
-        print(f"note: {name}'s bytes are not expected to be reproduced here: {hashing.other_cpu_class(entry)} "
+    other_class = hashing.other_cpu_class(entry) if entry else None
+    if other_class:
+        print(f"note: {name}'s bytes are not expected to be reproduced here: {other_class} "
               "(ml/README.md, Determinism)", flush=True)
     records = []
     for run in range(runs):
