@@ -46,13 +46,15 @@ def test_committed_model_scores_genuine_pairs_above_impostors():
                            "impostor": impostor["similarity"].numpy().tolist(),
                            "genuine_match": genuine["is_match"].numpy().tolist(),
                            "impostor_match": impostor["is_match"].numpy().tolist(),
-                           "p_genuine": genuine["match_probability"].numpy().tolist()}}))
+                           "p_genuine": genuine["match_probability"].numpy().tolist(),
+                           "mirrored": f(a, a[:, :, ::-1])["similarity"].numpy().tolist()}}))
     """)
     r = {k: np.array(v) for k, v in json.loads(out).items()}
     assert r["genuine"].mean() > r["impostor"].mean() + 0.3
     assert np.mean(r["genuine"] > r["impostor"]) >= 0.9
     assert r["genuine_match"].mean() >= 0.8 and r["impostor_match"].mean() <= 0.2
     assert np.all((r["p_genuine"] >= 0) & (r["p_genuine"] <= 1))
+    assert np.all(r["mirrored"] > 0.9999)  # the embedding averages each face with its mirror image
 
 
 def test_align_falls_back_to_the_centre_crop_without_a_face():

@@ -34,6 +34,15 @@ def _conv(x, filters, name, strides=1):
     return keras.layers.ReLU(name=f"{name}_relu")(x)
 
 
+def embed_mirror_averaged(embedder: keras.Model, image: tf.Tensor) -> tf.Tensor:
+    """The unit mean of the embeddings of each face and of its mirror image, in one pass. Training mirrors half the
+    views, so both are valid readings of one face; averaging them cancels part of each reading's error (test-time
+    augmentation, as in ArcFace's evaluation). This is THE embedding: validation, export and evaluation all use it."""
+    n = tf.shape(image)[0]
+    both = embedder(tf.concat([image, tf.reverse(image, axis=[2])], axis=0), training=False)
+    return tf.math.l2_normalize(both[:n] + both[n:], axis=1)
+
+
 def build_embedder(width: int = 16, size: int = INPUT_SIZE) -> keras.Model:
     """Face image (N, size, size, 3) in [0, 1] -> unit embedding (N, 128); size is a multiple of 16. Channels grow
     fast where the map is small, where they are cheap: 16 at size/2, 3 * width at size/4, 6 * width at size/8."""
