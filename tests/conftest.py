@@ -33,7 +33,7 @@ def quick_train(model_name: str, out_dir: Path, timeout: int = 600) -> dict:
     """Run a model's train.py with the seconds-long quick profile into out_dir (lock untouched); its metrics.json."""
     from veid_ml import registry
 
-    proc = subprocess.run([sys.executable, "train.py", "--profile", "quick", "--out-dir", str(out_dir), "--no-approve"],
+    proc = subprocess.run([sys.executable, "train.py", "--profile", "quick", "--out-dir", str(out_dir)],
                           cwd=registry.get(model_name).package_dir, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads((Path(out_dir) / "metrics.json").read_text())

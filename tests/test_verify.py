@@ -17,7 +17,7 @@ def approved(tiny_export, tmp_path):
     weights = tmp_path / "ml" / "tiny" / "weights"
     shutil.copytree(tiny_export, weights)
     lock = tmp_path / "ml" / "models.lock.json"
-    hashing.approve(lock, "tiny", weights, hashing.compute_manifest(weights, ARTIFACT))
+    hashing.record_approval(lock, "tiny", weights, hashing.compute_manifest(weights, ARTIFACT), cpu_class="test", provenance={})
     return lock, weights
 
 

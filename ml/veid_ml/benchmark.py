@@ -1,7 +1,7 @@
 """Wall time of a model's spec training command over several runs, shared by scripts/bench_<model>.py.
 
 Each run is the spec command (`train.py --seed 42 --export-format savedmodel`) in a fresh process writing into a
-temporary directory with --no-approve, so the committed model and the lock are untouched. A full-profile run's files
+temporary directory, so the committed model and the lock are untouched. A full-profile run's files
 are also compared with the approved lock entry: every timing run doubles as a fresh-process reproduction check.
 Run nothing else on the machine meanwhile; the budgets are for the 2-core reference machine, one training at a time.
 """
@@ -20,7 +20,7 @@ from veid_ml import hashing, registry
 
 def _run_once(spec, profile: str, out_dir: Path) -> float:
     cmd = [sys.executable, "train.py", "--seed", "42", "--export-format", "savedmodel", "--profile", profile,
-           "--out-dir", str(out_dir), "--no-approve"]
+           "--out-dir", str(out_dir)]
     started = time.perf_counter()
     proc = subprocess.run(cmd, cwd=spec.package_dir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                           env={**os.environ, "TF_DETERMINISTIC_OPS": "1"})

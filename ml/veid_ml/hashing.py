@@ -70,9 +70,10 @@ def read_lock(lock_path: Path) -> dict:
     return lock
 
 
-def approve(lock_path: Path, model_name: str, weights_dir: Path, manifest: dict) -> None:
-    """Record a model's manifest in the lock: the act of approving exactly these bytes, made on this machine's CPU
-    class (re-training reproduces them bit for bit on CPUs of that class; see determinism.cpu_class)."""
+def record_approval(lock_path: Path, model_name: str, weights_dir: Path, manifest: dict, cpu_class: str,
+                    provenance: dict) -> None:
+    """Write a model's lock entry: exactly these bytes, approved as trained on `cpu_class` (re-training reproduces them
+    bit for bit on CPUs of that class; see determinism.cpu_class). Only veid_ml.governance.approve calls this."""
     lock = read_lock(lock_path)
     rel_dir = os.path.relpath(Path(weights_dir).resolve(), Path(lock_path).resolve().parent)
     lock["models"][model_name] = {
@@ -80,7 +81,8 @@ def approve(lock_path: Path, model_name: str, weights_dir: Path, manifest: dict)
         "artifact": manifest["artifact"],
         "digest": manifest["digest"],
         "files": manifest["files"],
-        "approved_on_cpu": determinism.cpu_class(),
+        "approved_on_cpu": cpu_class,
+        "provenance": provenance,
     }
     write_text_atomic(lock_path, json.dumps(lock, indent=2, sort_keys=True) + "\n")
 

@@ -1,4 +1,9 @@
-"""The three consensus models: where their code and approved artifacts live."""
+"""The governed models: which task module trains each one, and where its approved and candidate artifacts live.
+
+Adding a model = one task module (ml/<name>/task.py, the interface in veid_ml.training) + one line in MODELS below.
+"""
+
+import importlib
 
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +26,11 @@ class ModelSpec:
         return self.package_dir / "weights"
 
     @property
+    def candidate_dir(self) -> Path:
+        """Where training writes (git-ignored); `veid-ml approve` installs it into weights_dir."""
+        return self.package_dir / "weights.candidate"
+
+    @property
     def train_script(self) -> Path:
         return self.package_dir / "train.py"
 
@@ -39,6 +49,11 @@ def get(name: str) -> ModelSpec:
     if name not in MODELS:
         raise KeyError(f"unknown model {name!r}; known models: {', '.join(MODELS)}")
     return MODELS[name]
+
+
+def load_task(name: str):
+    """The model's task module (CONFIG, QUICK, load_data, build, epoch_batches, finish, evaluate)."""
+    return importlib.import_module(f"{get(name).name}.task")
 
 
 def available() -> list[ModelSpec]:

@@ -1,21 +1,43 @@
-"""The one trainer entry all three train.py scripts share (config as code, plain command-line overrides).
+"""The one trainer: every model is trained by `main(name)`, from `veid-ml train` or a model's train.py shim.
 
-A model's train.py defines CONFIG (the full profile), QUICK (overrides for the seconds-long test profile) and:
-    train(cfg, data_dir) -> Trained        build data, fit, choose thresholds on validation data
-    evaluate(serving, cfg, data_dir) -> Evaluation   held-out test metrics through the *exported* SavedModel
-and ends with `if __name__ == "__main__": training.main("<model name>")`.
-Everything else (determinism, export, hashing, metrics.json, plots, lock approval) happens here, once.
+Read top to bottom, a run is:
+    args -> config (CONFIG, QUICK, --set) -> determinism.configure(seed) -> task.load_data -> task.build
+    -> for each epoch: rng = epoch_rng(...); for batch in task.epoch_batches(data, cfg, rng): learner.step(*batch)
+    -> task.finish (thresholds on validation data, serving signatures) -> export -> task.evaluate (held-out test,
+    through the exported SavedModel) -> metrics.json + provenance.json -> a verdict against the approved lock.
+
+A model is a task module (`ml/<name>/task.py`, found through veid_ml.registry) with this interface:
+    CONFIG, QUICK                     the full profile and the quick-profile overrides (config as code)
+    EPOCH_STREAM                      name of its per-epoch random stream (see epoch_rng)
+    load_data(cfg, data_dir) -> dict  the train and validation splits; data_dir is a user's folder or None
+    build(cfg, data) -> Learner       the model and its train step (optimizer, loss); no loop of its own
+    epoch_batches(data, cfg, rng)     one epoch's batches, drawn from rng; each is passed as learner.step(*batch)
+    finish(learner, cfg, data, data_dir) -> Trained      thresholds/calibration on validation data, signatures
+    evaluate(serving, cfg, data_dir) -> Evaluation       held-out test metrics through the exported signatures
+Training never touches the lock: approval is a separate act (`veid-ml approve`, veid_ml.governance).
 """
 
 import argparse
 import dataclasses
-import importlib
 import json
 import sys
 import time
 from pathlib import Path
+from typing import Callable
+
+import numpy as np
 
 from veid_ml import determinism, registry
+from veid_ml.data.rng import sample_rng
+
+
+@dataclasses.dataclass
+class Learner:
+    model: object  # the keras.Model being trained
+    step: Callable[..., float]  # one optimisation step on one batch; returns the batch loss
+    steps_per_epoch: int
+    report: Callable[[], str] | None = None  # extra text for the end-of-epoch line (e.g. a validation score)
+    signatures: dict = dataclasses.field(default_factory=dict)  # serving functions already traced, for finish to reuse
 
 
 @dataclasses.dataclass
@@ -32,6 +54,25 @@ class Evaluation:
     latency_inputs: dict  # one single-sample request for the serving_default signature
     curve: tuple | None = None  # (y_true, score, title) for the ROC/DET plot
     info: dict = dataclasses.field(default_factory=dict)  # deterministic extras (test-set sizes, per-class numbers)
+
+
+def epoch_rng(stream: str | None, epoch: int, seed: int) -> np.random.Generator:
+    """The random numbers of one epoch (order, augmentation), a pure function of (stream, epoch, seed): resuming or
+    re-running an epoch draws the same batches, whatever ran before. stream None is the plain (seed, epoch) stream
+    the OCR model's approved bytes were drawn from; every other model names its stream."""
+    if stream is None:
+        return np.random.default_rng([seed, epoch])
+    return sample_rng(stream, "train", epoch, seed)
+
+
+def split_indices(n: int, split: str) -> np.ndarray:
+    """The --data-dir split rule of every model: item i (an identity for faces, an image or line otherwise) is test
+    when i % 10 == 0, validation when i % 10 == 1, training otherwise; the same on every run, no seed involved."""
+    which = np.arange(n) % 10
+    masks = {"test": which == 0, "val": which == 1, "train": which >= 2}
+    if split not in masks:
+        raise ValueError(f"unknown split {split!r}; expected one of {sorted(masks)}")
+    return np.flatnonzero(masks[split])
 
 
 def parse_overrides(pairs: list[str], config: dict) -> dict:
@@ -64,37 +105,82 @@ def build_parser(name: str) -> argparse.ArgumentParser:
     p.add_argument("--profile", choices=["full", "quick"], default="full",
                    help="full: the approved model; quick: seconds-long smoke run for tests")
     p.add_argument("--data-dir", type=Path, default=None, help="train on a user's real data instead of synthetic")
-    p.add_argument("--out-dir", type=Path, default=spec.weights_dir, help=f"default {spec.weights_dir}")
-    p.add_argument("--approve", action=argparse.BooleanOptionalAction, default=None,
-                   help="record the digest in ml/models.lock.json (default: only for the full profile written to "
-                        "the package's weights/ directory on synthetic data with seed 42)")
+    p.add_argument("--out-dir", type=Path, default=spec.candidate_dir,
+                   help=f"where the trained model is written (default {spec.candidate_dir}; the approved model in "
+                        f"{spec.weights_dir} changes only through `veid-ml approve {name}`)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a CONFIG entry")
     return p
 
 
+def fit(task, learner: Learner, data: dict, cfg: dict) -> None:
+    """THE training loop: one pass per epoch over the task's batches, random numbers from epoch_rng."""
+    epochs = cfg["epochs"]
+    started = time.perf_counter()
+    for epoch in range(epochs):
+        epoch_started = time.perf_counter()
+        rng = epoch_rng(task.EPOCH_STREAM, epoch, cfg["seed"])
+        losses = []
+        with progress_bar(learner.steps_per_epoch, f"epoch {epoch + 1}/{epochs}") as bar:
+            for batch in task.epoch_batches(data, cfg, rng):
+                losses.append(float(learner.step(*batch)))
+                bar.update(len(losses))
+        took = time.perf_counter() - epoch_started
+        remaining = (time.perf_counter() - started) / (epoch + 1) * (epochs - epoch - 1)
+        extra = f", {learner.report()}" if learner.report else ""
+        print(f"epoch {epoch + 1}/{epochs}: loss {np.mean(losses):.4f}{extra}; {took:.0f} s"
+              f"{f', about {remaining / 60:.1f} min to go' if remaining else ''}", flush=True)
+
+
+class progress_bar:
+    """A Keras progress bar on a terminal; nothing elsewhere (a log gets one line per epoch from fit)."""
+
+    def __init__(self, total: int, title: str):
+        self.bar = None
+        if sys.stdout.isatty():
+            import keras
+
+            print(title, flush=True)
+            self.bar = keras.utils.Progbar(total, unit_name="step")
+
+    def __enter__(self):
+        return self
+
+    def update(self, done: int) -> None:
+        if self.bar is not None:
+            self.bar.update(done)
+
+    def __exit__(self, *exc):
+        return False
+
+
 def main(name: str, argv=None) -> None:
     spec = registry.get(name)
-    module = sys.modules["__main__"]
+    task = registry.load_task(name)
     args = build_parser(name).parse_args(argv)
-    cfg = dict(module.CONFIG)
+    cfg = dict(task.CONFIG)
     if args.profile == "quick":
-        cfg.update(module.QUICK)
+        cfg.update(task.QUICK)
     cfg = parse_overrides(args.set, cfg)
     if args.data_dir is not None and not args.data_dir.is_dir():
         raise SystemExit(f"error: --data-dir {args.data_dir} is not a directory")
     settings = determinism.configure(args.seed)  # before TensorFlow is imported; may re-exec the interpreter
     cfg["seed"] = args.seed
 
-    from veid_ml import export, metrics
+    from veid_ml import export, governance, metrics
 
+    started_on = metrics.utc_now()
     started = time.perf_counter()
-    trained = module.train(cfg, args.data_dir)
+    data = task.load_data(cfg, args.data_dir)
+    learner = task.build(cfg, data)
+    fit(task, learner, data, cfg)
+    trained = task.finish(learner, cfg, data, args.data_dir)
     train_seconds = time.perf_counter() - started
+
     out_dir = args.out_dir.resolve()
     manifest = export.export_model(out_dir, spec.artifact, trained.model, trained.signatures)
-
     serving = export.load_signatures(out_dir / spec.artifact)
-    evaluation = module.evaluate(serving, cfg, args.data_dir)
+    evaluation = task.evaluate(serving, cfg, args.data_dir)
+    print("measuring single-request latency in a fresh process", flush=True)
     latency = metrics.latency_ms_fresh_process(out_dir / spec.artifact, export.SERVING_KEY, evaluation.latency_inputs)
     doc = metrics.build_metrics(
         name, evaluation.metrics, latency, training_config={**cfg, "profile": args.profile}, dataset=trained.dataset,
@@ -104,28 +190,17 @@ def main(name: str, argv=None) -> None:
     metrics.write_metrics(out_dir / "metrics.json", doc)
     if evaluation.curve is not None:
         metrics.save_curve_plot(out_dir / "roc_det.png", *evaluation.curve)
-
-    approve = args.approve
-    if approve is None:
-        approve = (args.profile == "full" and args.data_dir is None and args.seed == determinism.DEFAULT_SEED
-                   and out_dir == spec.weights_dir.resolve())
-    if approve:
-        from veid_ml import hashing
-
-        hashing.approve(registry.LOCK_PATH, name, out_dir, manifest)
-    print(json.dumps({"model": name, "digest": manifest["digest"], "approved": bool(approve),
+    governance.write_run_provenance(out_dir, name, argv=sys.argv, config=doc["training_config"],
+                                    dataset=doc["dataset"], manifest=manifest, started_on=started_on,
+                                    data_dir=args.data_dir)
+    print(json.dumps({"model": name, "digest": manifest["digest"], "out_dir": str(out_dir),
                       "metrics": doc["metrics"], "inference_latency_ms": doc["inference_latency_ms"],
                       "train_seconds": round(train_seconds, 1)}, indent=2))
-
-
-def load_train_module(name: str):
-    """Import a model's train.py as a module (its __main__ guard keeps it from training)."""
-    registry.get(name)
-    return importlib.import_module(f"{name}.train")
+    print(governance.verdict(name, out_dir), flush=True)
 
 
 def regenerate_metrics(name: str) -> dict:
-    """Re-evaluate the exported model on its held-out test split and rewrite metrics.json (generate_metrics.py).
+    """Re-evaluate the approved model on its held-out test split and rewrite its metrics.json (generate_metrics.py).
 
     Training-time fields (training_date, training_config, dataset, determinism, thresholds, timing) are kept from the
     existing file; test metrics and latency are recomputed through the SavedModel as it is on disk, and metrics_date
@@ -135,15 +210,16 @@ def regenerate_metrics(name: str) -> dict:
 
     spec = registry.get(name)
     path = spec.weights_dir / "metrics.json"
-    old = hashing.read_json(path, f"{name} metrics file (train the model first)")
+    old = hashing.read_json(path, f"{name} metrics file (train and approve the model first)")
     cfg = old["training_config"]
-    data_dir = None
+    if old.get("dataset", {}).get("source", "synthetic") != "synthetic":
+        raise ValueError(f"{path} comes from a --data-dir run; re-evaluation needs that data: train again")
     determinism.configure(cfg.get("seed", determinism.DEFAULT_SEED))
 
     from veid_ml import export, metrics
 
     serving = export.load_signatures(spec.weights_dir / spec.artifact)
-    evaluation = load_train_module(name).evaluate(serving, cfg, data_dir)
+    evaluation = registry.load_task(name).evaluate(serving, cfg, None)
     kept = {k: v for k, v in old.items() if k not in (
         "model_name", "version", "training_date", "framework", "framework_version", "metrics", "inference_latency_ms",
         "training_config", "dataset", "determinism", "non_deterministic_fields", "metrics_date", *evaluation.info)}
