@@ -1,10 +1,10 @@
 # The two set-up commands of the README. Both create .venv from the pinned requirements first.
-.PHONY: venv train test verify contact-sheets
+.PHONY: venv train test verify approve contact-sheets
 
 venv:
 	@bash scripts/bootstrap.sh
 
-train: venv  ## train and export every model on the embedded synthetic data, approving them in ml/models.lock.json
+train: venv  ## train and export every model into ml/<model>/weights.candidate/; prints a verdict per model, never changes the lock
 	.venv/bin/veid-ml train
 
 test: venv  ## the whole test suite (CI runs exactly this), including full re-training against the lock
@@ -12,6 +12,10 @@ test: venv  ## the whole test suite (CI runs exactly this), including full re-tr
 
 verify: venv
 	.venv/bin/veid-ml verify
+
+approve: venv  ## make approve MODEL=name: install its candidate into weights/ and record it in the lock, with provenance
+	@test -n "$(MODEL)" || { echo "usage: make approve MODEL=<model name>" >&2; exit 2; }
+	.venv/bin/veid-ml approve $(MODEL)
 
 contact-sheets: venv
 	.venv/bin/veid-ml contact-sheets

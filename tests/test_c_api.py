@@ -10,21 +10,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import run_in_fresh_process
 from veid_ml import determinism
 
 C_SOURCE = Path(__file__).parent / "c_api" / "run_savedmodel.c"
 TF_DIR = Path(sysconfig.get_paths()["purelib"]) / "tensorflow"
 
-PYTHON_REFERENCE = """
-import sys
-from veid_ml import determinism
-determinism.configure(reexec=False)
-import numpy as np
-from veid_ml import export
-fn = export.load_serving(sys.argv[1])
-x = np.fromfile(sys.argv[2], dtype=np.float32).reshape(4, 24, 24, 3)
-open(sys.argv[3], "wb").write(fn(image=x)["probability"].numpy().tobytes())
-"""
+
+def python_probability_bytes(model_dir: Path, x: np.ndarray) -> bytes:
+    """Run in a fresh process: serving_default's probability output for x, as raw float32 bytes."""
+    from veid_ml import export
+
+    return export.load_serving(model_dir)(image=x)["probability"].numpy().tobytes()
 
 
 @pytest.fixture(scope="module")
@@ -42,17 +39,14 @@ def test_c_api_output_equals_python_bit_for_bit(tiny_export, c_runner, tmp_path)
     x = np.random.default_rng(1).random((4, 24, 24, 3), dtype=np.float32)
     x.tofile(tmp_path / "input.f32")
     model_dir = tiny_export / "tiny_model"
-    env = determinism.pinned_environ()
-    py = subprocess.run([sys.executable, "-c", PYTHON_REFERENCE, str(model_dir), str(tmp_path / "input.f32"),
-                         str(tmp_path / "python.bin")], capture_output=True, text=True, env=env, timeout=300)
-    assert py.returncode == 0, py.stderr[-2000:]
+    py_out = run_in_fresh_process(python_probability_bytes, model_dir, x)
     signature = _serving_signature(model_dir)
     input_op = signature.inputs["image"].name.split(":")[0]
     c = subprocess.run([str(c_runner), str(model_dir), input_op, str(tmp_path / "input.f32"), "4", "24", "24", "3",
                         "--", signature.outputs["probability"].name, str(tmp_path / "c.bin")],
-                       capture_output=True, text=True, env=env, timeout=300)
+                       capture_output=True, text=True, env=determinism.pinned_environ(), timeout=300)
     assert c.returncode == 0, c.stderr[-2000:]
-    c_out, py_out = (tmp_path / "c.bin").read_bytes(), (tmp_path / "python.bin").read_bytes()
+    c_out = (tmp_path / "c.bin").read_bytes()
     assert len(c_out) == 4 * 4
     assert c_out == py_out
     assert np.all(np.isfinite(np.frombuffer(c_out, np.float32)))

@@ -1,9 +1,8 @@
 """Atomic writes, the metrics.json schema, the trainer's overrides, batch-norm folding and the training benchmark."""
 
-import json
-
 import pytest
 
+from conftest import run_in_fresh_process
 from veid_ml import atomic, metrics, training
 
 
@@ -67,56 +66,60 @@ def test_fresh_process_latency_names_a_model_it_cannot_load(tmp_path):
                                          {"image": np.zeros((1, 4), np.float32)})
 
 
-def test_batchnorm_folding_keeps_the_outputs_and_leaves_no_batchnorm():
-    from conftest import run_python
+def fold_a_model_with_three_batch_norms() -> dict:
+    """Run in a fresh process: a model with BatchNorms folded with and without a ReLU, and one left as it is."""
+    import keras
+    import numpy as np
 
-    out = run_python("""
-        import json
-        from veid_ml import determinism
-        determinism.configure(reexec=False)
-        import keras, numpy as np
-        from veid_ml.fold_batchnorm import fold_batch_norms
-        rng = np.random.default_rng(0)
-        x = inp = keras.Input((16, 16, 3))
-        x = keras.layers.Conv2D(8, 3, strides=2, padding="same", use_bias=False)(x)
-        x = keras.layers.ReLU()(keras.layers.BatchNormalization()(x))  # folded, ReLU fused in
-        x = keras.layers.DepthwiseConv2D(3, padding="same", use_bias=True)(x)
-        x = keras.layers.BatchNormalization()(x)  # folded, no ReLU after it
-        branch = keras.layers.Conv2D(8, 1)(x)
-        kept = keras.layers.BatchNormalization()(branch)  # its conv feeds two layers: left as it is
-        x = keras.layers.Add()([branch, keras.layers.ReLU(max_value=6.0)(kept)])
-        out = keras.layers.Dense(1)(keras.layers.GlobalAveragePooling2D()(x))
-        model = keras.Model(inp, out)
-        for layer in model.layers:
-            if isinstance(layer, keras.layers.BatchNormalization):
-                for w in layer.weights:
-                    w.assign(rng.uniform(0.5, 1.5, w.shape).astype("float32"))
-        images = rng.random((4, 16, 16, 3)).astype("float32")
-        before = model(images, training=False).numpy()
-        folded = fold_batch_norms(model)
-        after = folded(images, training=False).numpy()
-        kinds = lambda m: sum(isinstance(l, keras.layers.BatchNormalization) for l in m.layers)
-        relu_convs = sum(getattr(l, "activation", None) is keras.activations.relu for l in folded.layers)
-        print(json.dumps({"err": float(np.abs(after - before).max() / np.abs(before).max()), "bn_before": kinds(model),
-                          "bn_after": kinds(folded), "relu_convs": relu_convs,
-                          "same_again": bool(np.array_equal(model(images, training=False).numpy(), before))}))
-    """)
-    result = json.loads(out)
+    from veid_ml.fold_batchnorm import fold_batch_norms
+
+    rng = np.random.default_rng(0)
+    x = inp = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", use_bias=False)(x)
+    x = keras.layers.ReLU()(keras.layers.BatchNormalization()(x))  # folded, ReLU fused in
+    x = keras.layers.DepthwiseConv2D(3, padding="same", use_bias=True)(x)
+    x = keras.layers.BatchNormalization()(x)  # folded, no ReLU after it
+    branch = keras.layers.Conv2D(8, 1)(x)
+    kept = keras.layers.BatchNormalization()(branch)  # its conv feeds two layers: left as it is
+    x = keras.layers.Add()([branch, keras.layers.ReLU(max_value=6.0)(kept)])
+    out = keras.layers.Dense(1)(keras.layers.GlobalAveragePooling2D()(x))
+    model = keras.Model(inp, out)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            for w in layer.weights:
+                w.assign(rng.uniform(0.5, 1.5, w.shape).astype("float32"))
+    images = rng.random((4, 16, 16, 3)).astype("float32")
+    before = model(images, training=False).numpy()
+    folded = fold_batch_norms(model)
+    after = folded(images, training=False).numpy()
+
+    def batch_norms(m):
+        return sum(isinstance(layer, keras.layers.BatchNormalization) for layer in m.layers)
+
+    return {"err": float(np.abs(after - before).max() / np.abs(before).max()),
+            "bn_before": batch_norms(model), "bn_after": batch_norms(folded),
+            "relu_convs": sum(getattr(layer, "activation", None) is keras.activations.relu for layer in folded.layers),
+            "same_again": bool(np.array_equal(model(images, training=False).numpy(), before))}
+
+
+def test_batchnorm_folding_keeps_the_outputs_and_leaves_no_batchnorm():
+    result = run_in_fresh_process(fold_a_model_with_three_batch_norms)
     assert result["err"] < 1e-5, result
     assert (result["bn_before"], result["bn_after"], result["relu_convs"]) == (3, 1, 1), result
     assert result["same_again"], result  # the trained model itself is untouched
 
 
 def test_training_benchmark_compares_each_run_with_the_lock(monkeypatch, capsys):
-    """bench_<model>.py's helper: a run whose bytes equal the approved ones says so; a changed byte is named."""
+    """`veid-ml bench training`'s helper: a run whose bytes equal the approved ones says so; a changed byte is named."""
     import shutil
 
-    from veid_ml import benchmark, registry
+    from veid_ml import registry
+    from veid_ml.tools import bench as benchmark
 
     spec = registry.get("ocr_extraction")
     tamper = {"on": False}
 
-    def fake_run(spec_, profile, out_dir):  # stands in for the 12-minute spec command: copies the approved files
+    def fake_run(spec_, profile, out_dir):  # stands in for the ~13-minute spec command: copies the approved files
         for rel in ("metrics.json", f"{spec_.artifact}_frozen.pb"):
             shutil.copy(spec_.weights_dir / rel, out_dir / rel)
         shutil.copytree(spec_.weights_dir / spec_.artifact, out_dir / spec_.artifact)

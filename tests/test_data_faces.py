@@ -1,19 +1,12 @@
 """Face and presentation-attack generators: determinism, split hygiene, no global liveness cue; real-data loaders."""
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import run_python
+from conftest import run_in_fresh_process
 from veid_ml.data import attacks, faces, real
 from veid_ml.data.rng import content_hash
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _param_vector(p):
@@ -55,13 +48,14 @@ def test_liveness_crop_downscale_changes_the_camera_only():
     assert changed >= 5
 
 
+def hash_a_face_and_a_liveness_sample() -> str:
+    return content_hash(faces.face_image("train", 7, 3, size=64), attacks.liveness_sample(5, "train", size=64)[0])
+
+
 def test_same_bytes_in_a_separate_process():
-    code = ("from veid_ml.data import faces, attacks; from veid_ml.data.rng import content_hash;"
-            "print(content_hash(faces.face_image('train', 7, 3, size=64), attacks.liveness_sample(5, 'train', size=64)[0]))")
-    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                           cwd=ROOT).stdout.strip()
-    here = content_hash(faces.face_image("train", 7, 3, size=64), attacks.liveness_sample(5, "train", size=64)[0])
-    assert other == here
+    # another interpreter (its own hash seed, nothing cached); no TensorFlow involved, so no determinism configure
+    other = run_in_fresh_process(hash_a_face_and_a_liveness_sample, configure=False)
+    assert other == hash_a_face_and_a_liveness_sample()
 
 
 def test_same_bytes_with_one_or_two_workers():
@@ -99,8 +93,7 @@ def test_liveness_classes_balanced():
 
 
 def test_no_global_cue_separates_bona_fide_from_attacks():
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from check_liveness_cues import cue_accuracy
+    from veid_ml.tools.checks import cue_accuracy
 
     assert cue_accuracy(600, workers=1) < 0.75
 
@@ -157,29 +150,29 @@ def test_load_ocr(tmp_path):
         real.load_ocr(tmp_path)
 
 
+def eyes_found_by_mtcnn_in_face_views() -> dict:
+    """In a fresh process (face_align's MTCNN runs on TensorFlow): the eyes MTCNN finds in 16 validation identities'
+    views rendered aligned and raw, as fractions of the 160 px crop."""
+    from veid_ml import face_align
+    from veid_ml.data.rng import sample_rng
+
+    size, found = 160, {"aligned": [], "raw": []}
+    for i in range(16):
+        params = faces.identity_params("val", i)
+        view = faces.random_view(sample_rng("face_view", "val", i * 1000, 42))
+        for kind, v in (("aligned", faces.aligned_view(params, view)), ("raw", view)):
+            eyes = face_align.find_eyes(faces.render_face(params, v, size))
+            if eyes is not None:
+                found[kind].append(eyes / size)
+    return found
+
+
 def test_face_views_are_framed_like_face_align_frames_real_photos():
     """The face model's views are aligned on the eyes the way face_align aligns a real photo (MTCNN's eyes ->
     CANONICAL_EYES): MTCNN finds their eyes where it puts a real photo's, with a fraction of the raw views' spread."""
-    out = run_python("""
-        from veid_ml import determinism
-        determinism.configure(reexec=False)
-        import json
-        from veid_ml import face_align
-        from veid_ml.data import faces
-        from veid_ml.data.rng import sample_rng
-        size, found = 160, {"aligned": [], "raw": []}
-        for i in range(16):
-            params = faces.identity_params("val", i)
-            view = faces.random_view(sample_rng("face_view", "val", i * 1000, 42))
-            for kind, v in (("aligned", faces.aligned_view(params, view)), ("raw", view)):
-                eyes = face_align.find_eyes(faces.render_face(params, v, size))
-                if eyes is not None:
-                    found[kind].append((eyes / size).tolist())
-        print(json.dumps(found))
-    """)
     from veid_ml import face_align
 
-    found = {k: np.array(v) for k, v in json.loads(out).items()}
+    found = {k: np.array(v) for k, v in run_in_fresh_process(eyes_found_by_mtcnn_in_face_views).items()}
     assert len(found["aligned"]) >= 12 and len(found["raw"]) >= 12
     assert np.abs(found["aligned"].mean(axis=0) - face_align.CANONICAL_EYES).max() < 0.02
     # measured: eye coordinates' sd ~0.01 of the crop aligned (MTCNN's own error on renders), 0.026-0.044 raw

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_tiny
+from conftest import run_in_fresh_process, run_tiny
 from veid_ml import determinism, hashing
 
 HOSTILE_ENV = {
@@ -63,11 +63,21 @@ def test_a_different_seed_changes_the_bytes(tiny_export, tmp_path):
     assert out.stdout.strip().splitlines()[-1] != hashing.compute_manifest(tiny_export, "tiny_model")["digest"]
 
 
+def configure_after_importing_tensorflow() -> str:
+    """Run in a fresh, unconfigured process: TensorFlow imported first, then configure(); its refusal."""
+    import tensorflow  # noqa: F401
+
+    try:
+        determinism.configure()
+    except determinism.DeterminismError as e:
+        return str(e)
+    return "configure() went on"
+
+
 def test_configure_refuses_after_tensorflow_was_imported():
-    code = "import tensorflow\nfrom veid_ml import determinism\ndeterminism.configure()"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert out.returncode != 0
-    assert "TensorFlow was imported before" in out.stderr
+    # a process of its own that imports TensorFlow first: the pytest process and the helper's configured one can't
+    refusal = run_in_fresh_process(configure_after_importing_tensorflow, configure=False)
+    assert "TensorFlow was imported before" in refusal
 
 
 def test_cpu_without_avx2_is_refused(monkeypatch):

@@ -1,23 +1,13 @@
 """Document reader: card and MRZ location with classical image processing, and reading generated documents with the
 committed OCR model."""
 
-import json
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
-
 import cv2
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "ml"))
-
-from veid_ml import document_reader  # noqa: E402
-from veid_ml.data import documents  # noqa: E402
-
-WEIGHTS = ROOT / "ml" / "ocr_extraction" / "weights"
+from conftest import approved_model_dir, run_in_fresh_process
+from veid_ml import document_reader
+from veid_ml.data import documents
 
 
 @pytest.mark.parametrize("index,layout", [(0, "TD1"), (1, "TD3"), (2, "TD1")])
@@ -42,29 +32,22 @@ def test_fit_line_keeps_aspect_and_rejects_bad_input():
         document_reader.read_document(np.zeros((10, 10), np.uint8), ocr_serving=None)
 
 
+def read_four_documents(model_dir) -> list[dict]:
+    """Run in a fresh process: read_document with the committed OCR model on four generated test documents."""
+    from veid_ml import export
+
+    serve = export.load_serving(model_dir)
+    results = []
+    for index, layout in [(0, "TD1"), (1, "TD3"), (2, "TD1"), (3, "TD3")]:
+        image, fields, _ = documents.document_sample(index, "test", 42, layout)
+        doc = document_reader.read_document(image, serve)
+        results.append({"valid": bool(doc["mrz"] and doc["mrz"]["valid"]), "exact": doc["mrz_lines"] == fields["mrz"],
+                        "surname": doc["fields"]["surname"] == fields["surname"], "layout": doc["layout"] == layout})
+    return results
+
+
 def test_reads_generated_documents():
-    if not (WEIGHTS / "ocr_model" / "saved_model.pb").is_file():
-        pytest.fail("no committed OCR model: run `cd ml/ocr_extraction && python train.py`")
-    code = f"""
-        import json
-        from veid_ml import determinism
-        determinism.configure(reexec=False)
-        from veid_ml import export
-        from veid_ml.data import documents
-        from veid_ml.document_reader import read_document
-        serve = export.load_serving({str(WEIGHTS / "ocr_model")!r})
-        results = []
-        for index, layout in [(0, "TD1"), (1, "TD3"), (2, "TD1"), (3, "TD3")]:
-            image, fields, _ = documents.document_sample(index, "test", 42, layout)
-            doc = read_document(image, serve)
-            results.append({{"valid": bool(doc["mrz"] and doc["mrz"]["valid"]), "exact": doc["mrz_lines"] == fields["mrz"],
-                             "surname": doc["fields"]["surname"] == fields["surname"], "layout": doc["layout"] == layout}})
-        print(json.dumps(results))
-    """
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT / "ml", capture_output=True,
-                          text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    results = json.loads(proc.stdout.strip().splitlines()[-1])
+    results = run_in_fresh_process(read_four_documents, approved_model_dir("ocr_extraction"))
     assert all(r["layout"] for r in results), results
     assert sum(r["valid"] for r in results) >= 3, results
     assert sum(r["surname"] for r in results) >= 2, results

@@ -2,7 +2,7 @@
 
 import pytest
 
-from veid_ml.mrz import (build_td1, build_td2, build_td3, check_digit, find_mrz_lines, name_field, parse_mrz,
+from veid_ml.mrz import (build_td1, build_td2, build_td3, check_digit, name_field, parse_mrz,
                          transliterate)
 
 # Specimens printed in ICAO Doc 9303 (8th edition): Part 4 Fig. A-1 (TD3), Part 5 Fig. A-2 (TD1), Part 6 Fig. A-1
@@ -168,12 +168,3 @@ def test_bad_build_fields_raise():
         build_td3(dict(ANNA, sex="female"))
     with pytest.raises(ValueError, match="missing"):
         build_td1({"surname": "X"})
-
-
-def test_find_mrz_lines_picks_the_mrz_out_of_ocr_output():
-    text = ["UTOPIA", "PASSPORT", "ERIKSSON", "Anna Maria", "P<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<<<<<<<<<",
-            "L898902C36UTO7408122F1204159ZE184226B<<<<< 10"]
-    assert find_mrz_lines(text) == TD3
-    assert find_mrz_lines(["header", *TD1]) == TD1
-    with pytest.raises(ValueError, match="no MRZ"):
-        find_mrz_lines(["UTOPIA", "PASSPORT"])

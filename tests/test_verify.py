@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from veid_ml import cli, hashing
+from conftest import run_in_fresh_process
+from veid_ml import cli, determinism, hashing, inference
 
 ARTIFACT = "tiny_model"
 
@@ -17,7 +18,8 @@ def approved(tiny_export, tmp_path):
     weights = tmp_path / "ml" / "tiny" / "weights"
     shutil.copytree(tiny_export, weights)
     lock = tmp_path / "ml" / "models.lock.json"
-    hashing.record_approval(lock, "tiny", weights, hashing.compute_manifest(weights, ARTIFACT), cpu_class="test", provenance={})
+    hashing.record_approval(lock, "tiny", weights, hashing.compute_manifest(weights, ARTIFACT), cpu_class="test",
+                            provenance={})
     return lock, weights
 
 
@@ -88,28 +90,28 @@ def test_broken_lock_file_is_a_clear_error(tmp_path, capsys):
     assert rc == 2 and "not valid JSON" in capsys.readouterr().err
 
 
-LOAD_APPROVED = """
-import sys
-import numpy as np
-from veid_ml import inference
-try:
-    fn = inference.load_approved("tiny", lock_path=sys.argv[1])
-except inference.UnapprovedModelError as e:
-    print("REFUSED", e)
-    sys.exit(3)
-print("SCORE", float(fn(image=np.full((1, 24, 24, 3), 0.5, np.float32))["probability"].numpy()[0, 0]))
-"""
+def score_with_the_approved_model(lock) -> float:
+    """Run in a fresh process: inference.load_approved's tiny model on one grey image."""
+    import numpy as np
+
+    from veid_ml import inference
+
+    serve = inference.load_approved("tiny", lock_path=lock)
+    return float(serve(image=np.full((1, 24, 24, 3), 0.5, np.float32))["probability"].numpy()[0, 0])
 
 
-def test_inference_loads_only_approved_bytes(approved):
+def test_inference_loads_only_approved_bytes(approved, monkeypatch):
     lock, weights = approved
-    ok = subprocess.run([sys.executable, "-c", LOAD_APPROVED, str(lock)], capture_output=True, text=True)
-    assert ok.returncode == 0, ok.stderr[-2000:]
-    assert 0.0 < float(ok.stdout.split("SCORE")[1]) < 1.0
+    assert 0.0 < run_in_fresh_process(score_with_the_approved_model, lock) < 1.0
     path = weights / "tiny_model" / "variables" / "variables.data-00000-of-00001"
     data = bytearray(path.read_bytes())
     data[-1] ^= 0x80
     path.write_bytes(bytes(data))
-    bad = subprocess.run([sys.executable, "-c", LOAD_APPROVED, str(lock)], capture_output=True, text=True)
-    assert bad.returncode == 3, bad.stderr[-2000:]
-    assert "REFUSED" in bad.stdout and "changed: tiny/weights/tiny_model/variables/variables.data" in bad.stdout
+
+    def went_on_to_load(*args, **kwargs):
+        raise AssertionError("load_approved went on to load a model whose bytes were changed")
+
+    # refused here, in this process: the hashes are checked before determinism.configure() and TensorFlow
+    monkeypatch.setattr(determinism, "configure", went_on_to_load)
+    with pytest.raises(inference.UnapprovedModelError, match="changed: tiny/weights/tiny_model/variables/variables"):
+        inference.load_approved("tiny", lock_path=lock)

@@ -25,46 +25,29 @@ from veid_ml.data import faces
 from veid_ml.data.rng import content_hash, sample_rng
 
 CONFIG = {
-    # More training is what still pays (~41 s per epoch on the AMD VM): with mirror-averaged embeddings 13 -> 16 -> 20
-    # epochs gave accuracy 0.9450 -> 0.9490 -> 0.9510 (validation 0.9555 at 16, 0.9650 at 20), look-alike false
-    # matches at the stored threshold 0.31 (16) -> 0.24 (20); width 24 for 13 epochs (the time of ~17) gave 0.9485.
-    "epochs": 20,
-    "batch_size": 128,
-    "learning_rate": 0.004,  # 0.006 (16 epochs): 0.9493, the same as 0.004
-    "optimizer": "adamw",
-    # Keras' AdamW decays by weight_decay * learning rate per step: 0.0005 shrank the weights by <1% over the whole run
-    # (no regularisation); 0.05 is ~30%. Accuracy 0.9315 -> 0.9355 at margin 0.2, 0.9375 -> 0.9395 at margin 0.35.
-    "weight_decay": 0.05,
-    "width": 16,
-    # A wider CosFace margin makes each identity's views cluster tighter than its nearest neighbours need, which is
-    # what unseen look-alikes test: 0.2 -> 0.35 -> 0.45 gave accuracy 0.9355 -> 0.9395 -> 0.9418 (weight decay 0.05),
-    # look-alike false matches 0.36 -> 0.29 -> 0.29. (An extra margin against each identity's own look-alike classes
-    # in training did not help: 0.939, AUC 0.974.)
-    "cosface_margin": 0.45,
-    "image_size": 64,
-    # Generalising to unseen people is the hard part: many identities, and enough views of each that pose, light and
-    # occluders are learnt as nuisance. Same image budget, 4000 x 8 -> 2667 x 12: accuracy 0.933 -> 0.932 (noise),
-    # TAR@FAR=1e-3 0.026 -> 0.121, Yale accuracy at the stored threshold 0.754 -> 0.847 (AUC 0.945 -> 0.948).
-    "train_identities": 2667,
-    "train_views": 12,
-    "val_identities": 300,
-    "val_views": 4,
-    "val_pairs": 1000,  # genuine and impostor each
-    "test_identities": 600,
-    "test_views": 5,
-    "test_pairs": 3000,  # genuine and impostor each
-    "lookalike_fraction": 0.25,  # share of impostor pairs drawn from one look-alike family
-    "augment_grayscale": 0.25,  # on top of the renderer's own grayscale views
-    # Alignment jitter: the views are aligned on the eyes (faces.aligned_view) as face_align aligns real photos, so
-    # this models a landmark detector's error (MTCNN's eyes on renders: sd ~0.01 of the crop), no more. (Twice these,
-    # as before the views were aligned: accuracy 0.927 vs 0.933, Yale AUC 0.939 vs 0.945.)
-    "augment_max_shift": 0.015,  # fraction of the image size
-    "augment_max_rotation": 0.03,  # radians
-    "augment_max_scale": 0.02,
-    # Blur a share of the (crisp, downscaled) renders so identity is also read from shapes that survive a soft image,
-    # as in real aligned photos, not from render grain alone. (On Yale it barely moved: AUC 0.917 -> 0.918.)
-    "augment_blur": 0.5,
-    "augment_max_blur_sigma": 1.5,
+    "epochs": 20,  # held-out accuracy still rises with training time, more than with width (NOTES.md)
+    "batch_size": 128,  # many identities per step for the CosFace softmax over all training identities
+    "learning_rate": 0.004,  # peak after the half-epoch warm-up; a higher peak did no better (NOTES.md)
+    "optimizer": "adamw",  # weight decay decoupled from Adam's adaptive step (build() accepts only adamw)
+    "weight_decay": 0.05,  # Keras' AdamW decays by this x learning rate per step: ~30% shrinkage over the run
+    "width": 16,  # channel multiplier: for the same time, more epochs beat a wider net (NOTES.md)
+    "cosface_margin": 0.45,  # views cluster tighter than unseen look-alikes need: fewer look-alike false matches
+    "image_size": 64,  # side of the aligned crop the signatures take; build_embedder needs a multiple of 16
+    "train_identities": 2667,  # unseen people are the hard part: many identities (the image budget's split: NOTES.md)
+    "train_views": 12,  # enough views per identity that pose, light and occluders are learnt as nuisance
+    "val_identities": 300,  # unseen identities, so threshold and calibration are fitted as they will be used
+    "val_views": 4,  # several views per identity to draw genuine pairs from
+    "val_pairs": 1000,  # genuine and impostor each: enough to place the threshold and fit the calibration
+    "test_identities": 600,  # disjoint from training and validation: the test measures people never seen
+    "test_views": 5,  # several views per identity to draw genuine pairs from
+    "test_pairs": 3000,  # genuine and impostor each, as in LFW's 10-fold protocol
+    "lookalike_fraction": 0.25,  # share of impostor pairs from one look-alike family: the threshold sees hard cases
+    "augment_grayscale": 0.25,  # on top of the renderer's own: real enrolment photos are often grayscale
+    "augment_max_shift": 0.015,  # fraction of the image: a landmark detector's eye error (MTCNN on renders: sd ~0.01)
+    "augment_max_rotation": 0.03,  # radians: views are already eye-aligned, so only detector error is modelled
+    "augment_max_scale": 0.02,  # likewise a small residual of eye-based alignment
+    "augment_blur": 0.5,  # share blurred, so identity is also read from shapes that survive a soft photo
+    "augment_max_blur_sigma": 1.5,  # px: up to the softness of real aligned photos at this size
 }
 EPOCH_STREAM = "facial_epoch"
 QUICK = {"epochs": 1, "train_identities": 40, "train_views": 3, "val_identities": 20, "val_views": 2,
@@ -317,7 +300,7 @@ def evaluate(serving: dict, cfg: dict, data_dir) -> training.Evaluation:
     result["fnmr_at_fmr_1e-3"] = 1.0 - tar
     result["tar_at_far_1e-2"] = metrics.tpr_at_fpr(genuine, similarity, 1e-2)[0]
     result["accuracy_at_stored_threshold"] = float(np.mean((similarity >= threshold) == genuine))
-    # null, not NaN, when the test identities have no look-alike families (a --data-dir run): metrics.json is strict JSON
+    # null, not NaN, when the test identities have no look-alike families (--data-dir): metrics.json is strict JSON
     result["lookalike_false_match_rate_at_stored_threshold"] = (
         float(np.mean(similarity[lookalike] >= threshold)) if lookalike.any() else None)
     # The same genuine pairs against random impostors only, as in LFW: what the look-alike share costs. (The headline

@@ -19,9 +19,8 @@ import numpy as np
 import tensorflow as tf
 
 SIZE = 128
-# (output channels, stride) of the depthwise-separable blocks after the stem. Four, not seven: single-image latency is
-# mostly a fixed cost per op (~0.1 ms for a depthwise convolution even at 4 x 4), and the 3 stride-1 repeats at 16, 8
-# and 4 px cost 6 (fused) ops.
+# (output channels, stride) of the depthwise-separable blocks after the stem; each block after the first halves the map,
+# with no stride-1 repeat: single-image latency is mostly a fixed cost per op, even for a small depthwise convolution.
 BLOCKS = ((64, 1), (96, 2), (160, 2), (256, 2))
 
 
@@ -95,7 +94,7 @@ def build_model(size: int = SIZE, dropout: float = 0.2) -> keras.Model:
     """Keras model: float32 images in [0, 1] -> (batch, 1) probability of bona fide."""
     inputs = keras.Input((size, size, 3), name="image")
     x = keras.layers.Rescaling(2.0, offset=-1.0, name="to_unit_range")(inputs)
-    # Strided from the first layer (a full-resolution layer before it cost a third of the training time), so the blocks
+    # Strided from the first layer (a full-resolution layer would be the costliest in training), so the blocks
     # start at 32 x 32 whatever the input size: a 4x4 stride-4 patchify of the image and its band-pass copies at 128
     # px, 2x2 stride 2 at 64 px. Either way every pixel of the fixed high-pass residual reaches the stem.
     x = BandPassStem(32, patch=max(2, size // 32), name="stem_conv")(x)

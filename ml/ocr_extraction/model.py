@@ -1,9 +1,9 @@
 """CRNN-style text-line recogniser: a small conv feature extractor, a 1-D conv sequence head and CTC.
 
 A line crop (32 x 512 grey) becomes T = 128 time steps (4 px each); every step predicts one of the ALPHABET's
-characters or the CTC blank. Why conv-only instead of a BiLSTM: on the 2-core reference machine it trained about 20%
-faster and serves a line in ~2 ms instead of ~7 ms, with the same accuracy on these short, left-aligned lines (a
-receptive field of ~25 steps covers several characters of context either side).
+characters or the CTC blank. Why conv-only instead of a BiLSTM: it trains and serves faster with the same accuracy
+on these short, left-aligned lines (a receptive field of ~25 steps covers several characters of context either side;
+the comparison is in NOTES.md).
 
 Class indices: 0 is the CTC blank, class k >= 1 is ALPHABET[k - 1]. The exported graph decodes greedily itself and
 returns indices into ALPHABET (blank already removed), so consumers never see the blank convention.
@@ -13,9 +13,9 @@ import keras
 import tensorflow as tf
 from keras import layers
 
-from veid_ml.data.textlines import ALPHABET
+from veid_ml.ocr_contract import ALPHABET, LINE_HEIGHT, LINE_WIDTH
 
-HEIGHT, WIDTH = 32, 512
+HEIGHT, WIDTH = LINE_HEIGHT, LINE_WIDTH
 TIME_STEPS = WIDTH // 4
 NUM_CLASSES = len(ALPHABET) + 1  # + the CTC blank at index 0
 

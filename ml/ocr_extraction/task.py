@@ -20,21 +20,20 @@ from veid_ml import mrz, training
 from veid_ml.data import textlines
 from veid_ml.data.identity_fields import mrz_fields, person_fields
 from veid_ml.data.rng import content_hash, sample_rng
+from veid_ml.ocr_contract import ALPHABET, fit_line
 
 CONFIG = {
-    # 5 epochs read test lines at 0.9722 in 12.5 min, 6 at 0.9735 in 14.6 (same day): 5 leaves the time budget a margin.
-    # (At lr 0.002: 24k lines x 3 epochs, 80% of the compute, read 0.963; 15k x 6 read 0.966.)
-    "epochs": 5,
-    "batch_size": 32,
-    "learning_rate": 0.006,  # 6 epochs, earlier BN-then-pool blocks: 0.966 at 0.002, 0.9695 at 0.004, 0.972 at 0.006
-    "optimizer": "adam",
-    "warmup_steps": 200,
-    "train_lines": 15008,
-    "val_lines": 512,
-    "test_lines": 2000,
-    "mrz_documents": 100,
-    "sequence_width": 128,
-    "max_label_length": 48,
+    "epochs": 5,  # a sixth epoch reads barely better for ~17% more time: 5 leaves the time budget a margin (NOTES.md)
+    "batch_size": 32,  # small batches: ~470 updates per epoch
+    "learning_rate": 0.006,  # peak after warm-up: the best of the rates tried (NOTES.md)
+    "optimizer": "adam",  # what build() uses (clipped to norm 5): it converges within these few epochs
+    "warmup_steps": 200,  # reach the high peak rate gradually, so the untrained net's first updates stay small
+    "train_lines": 15008,  # 469 whole batches; more lines for fewer epochs read worse (NOTES.md)
+    "val_lines": 512,  # read after every epoch: enough to show the trend, few enough not to slow training
+    "test_lines": 2000,  # enough MRZ and printed-field lines (MRZ_SHARE 0.4) for stable per-kind metrics
+    "mrz_documents": 100,  # whole MRZs (TD1/TD2/TD3 in turn) for the document-level check-digit metrics
+    "sequence_width": 128,  # channels of the 1-D conv sequence head: about one per output class (116)
+    "max_label_length": 48,  # room for the longest line: 44 characters (TD3 MRZ, textlines.MAX_FIELD_CHARS)
 }
 EPOCH_STREAM = None  # the plain (seed, epoch) stream: see training.epoch_rng
 QUICK = {"epochs": 1, "train_lines": 256, "val_lines": 64, "test_lines": 64, "mrz_documents": 4}
@@ -44,7 +43,6 @@ MRZ_LAYOUTS = ("TD1", "TD2", "TD3")
 @functools.lru_cache(maxsize=1)  # train, val and test all come from one load
 def _real_splits(data_dir: Path) -> dict:
     from veid_ml.data import real
-    from veid_ml.document_reader import fit_line
 
     images, texts = real.load_ocr(data_dir)
     lines = np.stack([fit_line(image) for image in images])
@@ -121,7 +119,8 @@ def build(cfg: dict, data: dict) -> training.Learner:
     serve = ocr.serving_signature(net)
 
     def report():  # validation read after every epoch: the one number that shows the recogniser learning
-        return f"val char accuracy {text_metrics(data['val_texts'], recognise(serve, data['val_images']))['char_accuracy']:.4f}"
+        read = recognise(serve, data["val_images"])
+        return f"val char accuracy {text_metrics(data['val_texts'], read)['char_accuracy']:.4f}"
 
     return training.Learner(net, step, steps_per_epoch, report, signatures={"serving_default": serve})
 
@@ -137,14 +136,14 @@ def epoch_batches(data: dict, cfg: dict, rng: np.random.Generator):
 
 def finish(learner: training.Learner, cfg: dict, data: dict, data_dir) -> training.Trained:
     net, images, labels = learner.model, data["images"], data["labels"]
-    serve = learner.signatures["serving_default"]  # traced once, in build: a second trace would rename the graph's functions
+    serve = learner.signatures["serving_default"]  # traced once, in build: another trace renames the graph's functions
     val_metrics = text_metrics(data["val_texts"], recognise(serve, data["val_images"]))
     dataset = {
         "source": "real" if data_dir is not None else "synthetic",
         "train_lines": len(data["texts"]), "val_lines": len(data["val_texts"]),
         "train_hash": content_hash(images, labels), "val_hash": content_hash(data["val_images"]),
     }
-    info = {"alphabet": textlines.ALPHABET, "num_parameters": int(net.count_params()),
+    info = {"alphabet": ALPHABET, "num_parameters": int(net.count_params()),
             "validation": {k: val_metrics[k] for k in ("char_accuracy", "line_exact_match")}}
     return training.Trained(model=net, signatures={"serving_default": serve}, dataset=dataset, info=info)
 

@@ -29,7 +29,7 @@ FORCED_ENV = {
     "TF_CUDNN_DETERMINISTIC": "1",
     "PYTHONHASHSEED": PYTHON_HASH_SEED,
     "CUDA_VISIBLE_DEVICES": "",
-    # oneDNN's custom kernels on: 6-7x faster CNN training than Eigen's here (scripts/bench_determinism.py) and,
+    # oneDNN's custom kernels on: several times faster CNN training than Eigen's (the determinism benchmark) and,
     # with the ISA, fp-math mode and thread count pinned, bit-exact across processes, cores and environments.
     "TF_ENABLE_ONEDNN_OPTS": "1",
     "ONEDNN_MAX_CPU_ISA": PINNED_ISA,
@@ -68,8 +68,8 @@ def cpu_class() -> str:
 
     Pinning the ISA is not enough across CPU models: oneDNN's and Eigen's kernels size their blocks (and so the order
     of their float sums) from the cache sizes they read at run time, and oneDNN promises identical results only on the
-    same CPU (uxlfoundation/oneDNN#1443). Measured: all three spec commands gave other bytes on an AMD EPYC (Zen 4)
-    than on the machines that approved them. Approved bytes are therefore reproducible on CPUs of their own class.
+    same CPU (uxlfoundation/oneDNN#1443). Approved bytes are therefore reproducible on CPUs of their own class only
+    (what another class gave: each model's NOTES.md).
     """
     fields = {}
     try:
@@ -105,10 +105,6 @@ def check_cpu() -> None:
         raise DeterminismError(
             f"this CPU lacks {', '.join(missing)}; consensus models are pinned to oneDNN's {PINNED_ISA} kernels, "
             "and a CPU without them would silently compute different bytes. Use an x86-64 CPU with AVX2 and FMA.")
-
-
-def required_env() -> dict[str, str]:
-    return dict(FORCED_ENV)
 
 
 def _env_is_pinned(env) -> bool:
@@ -152,13 +148,41 @@ def configure(seed: int = DEFAULT_SEED, reexec: bool = True) -> dict:
     import numpy as np
 
     np.random.seed(seed)
-    import tensorflow as tf
-
+    tf = _import_tensorflow()
     _configure_tensorflow(tf)
     import keras
 
     keras.utils.set_random_seed(seed)  # seeds Python, NumPy and TensorFlow (tf.random.set_seed) together
     return settings(seed)
+
+
+# What TensorFlow's C++ side prints on import before its log level applies: absl's preamble, and oneDNN's "you may see
+# slightly different numerical results" notice, which is wrong here (the order of every sum is pinned above).
+_IMPORT_NOTICES = ("WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
+                   "port.cc:153] oneDNN custom operations are on.")
+
+
+def _import_tensorflow():
+    """Import TensorFlow with stderr captured at the file-descriptor level; replay everything except _IMPORT_NOTICES."""
+    import tempfile
+
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"]
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow as tf
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            for line in captured.read().decode(errors="replace").splitlines(keepends=True):
+                if not any(notice in line for notice in _IMPORT_NOTICES):
+                    sys.stderr.write(line)
+            sys.stderr.flush()
+    return tf
 
 
 def _configure_tensorflow(tf) -> None:

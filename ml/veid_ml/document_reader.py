@@ -6,7 +6,7 @@ Classical image processing locates the text; the exported OCR SavedModel (ml/ocr
    125 x 88 mm, told apart by the aspect ratio),
 2. MRZ lines: rows of dark ink (black-hat) in the lower band of the flat page, found by a horizontal projection
    profile; each line's ink columns give its left and right ends,
-3. printed fields: the zones of the synthetic layout (veid_ml.data.documents), each tightened to its ink,
+3. printed fields: the zones of the synthetic layout (veid_ml.document_layout), each tightened to its ink,
 4. every line crop is scaled to the recogniser's 32 px height (fit_line) and read in one batch; the MRZ lines are
    parsed with their check digits (veid_ml.mrz.parse_mrz) and per-character confidences.
 
@@ -21,30 +21,8 @@ import cv2
 import numpy as np
 
 from veid_ml import mrz
-from veid_ml.data.documents import PAGE, ROWS
-
-LINE_HEIGHT, LINE_WIDTH = 32, 512
-MRZ_LINES = {"TD1": 3, "TD3": 2}
-# Where the synthetic layout puts things, in mm (mirrors documents.render_page)
-FIELD_AREA = {"TD1": {"left": 27.5, "top": 11.0, "row": 6.1, "value_offset": 1.9, "value_size": 2.6},
-              "TD3": {"left": 38.0, "top": 11.5, "row": 7.0, "value_offset": 2.3, "value_size": 3.3}}
-MRZ_BAND = {"TD1": 17.5, "TD3": 16.0}  # band height from the bottom edge
-
-
-def fit_line(gray: np.ndarray, height: int = LINE_HEIGHT, width: int = LINE_WIDTH) -> np.ndarray:
-    """A grey line crop (any size) as the recogniser's input: scaled to `height` with its aspect ratio kept (narrower
-    if it would exceed `width`), left-aligned, padded on the right with the crop's median border tone."""
-    if gray.ndim != 2 or gray.size == 0:
-        raise ValueError(f"expected a non-empty 2-D grey line crop, got shape {gray.shape}")
-    h, w = gray.shape
-    scale = min(height / h, width / w)
-    new_w, new_h = max(1, min(width, int(round(w * scale)))), max(1, min(height, int(round(h * scale))))
-    resized = cv2.resize(gray, (new_w, new_h), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-    out = np.full((height, width), np.median(border), np.uint8)
-    y0 = (height - new_h) // 2
-    out[y0: y0 + new_h, :new_w] = resized
-    return out
+from veid_ml.document_layout import FIELD_AREA, MRZ_BAND, MRZ_LINES, PAGE, ROWS, VALUE_RIGHT_MARGIN
+from veid_ml.ocr_contract import fit_line
 
 
 def find_card(gray: np.ndarray) -> np.ndarray:
@@ -157,13 +135,14 @@ def field_boxes(page: np.ndarray, layout: str) -> dict[str, tuple[int, int, int,
     """(x0, y0, x1, y1) of each printed field value on the flat page: the layout's zone, tightened to its ink."""
     w, _, mm = PAGE[layout]
     geo = FIELD_AREA[layout]
+    right = int(w - (VALUE_RIGHT_MARGIN - 1) * mm)  # 1 mm past where a row's last value may end
     boxes = {}
     for r, row in enumerate(ROWS[layout]):
         top = int((geo["top"] + r * geo["row"] + geo["value_offset"] - 0.8) * mm)
         bottom = int(top + (geo["value_size"] * 1.6) * mm)
         for c, (name, col) in enumerate(row):
             x0 = int((geo["left"] + col - 0.5) * mm)
-            x1 = int((geo["left"] + row[c + 1][1] - 1) * mm) if c + 1 < len(row) else int(w - 2 * mm)
+            x1 = int((geo["left"] + row[c + 1][1] - 1) * mm) if c + 1 < len(row) else right
             ink = ink_map(page[top:bottom, x0:x1], int(1.5 * mm))
             rows = text_rows(ink, 1, 0.2 * max(1e-3, (ink > 60).mean(axis=1).max()))  # the value, not the label
             y0, y1 = rows[0] if rows else (0, bottom - top)

@@ -49,7 +49,7 @@ def canonical_graph_bytes(graph_def) -> bytes:
     """A GraphDef serialized byte-stably: nodes and library functions sorted by name.
 
     Node order carries no meaning in a GraphDef, but freezing emits the nodes that replace captured variables in an
-    order that differed between processes (seen on the OCR model); `deterministic=True` only fixes map ordering.
+    order that can differ between processes; `deterministic=True` only fixes map ordering.
     """
     nodes = sorted(graph_def.node, key=lambda n: n.name)
     del graph_def.node[:]

@@ -2,8 +2,8 @@
 
 In inference a BatchNormalization is a per-channel affine map, so conv -> BN is one convolution with a scaled kernel and
 a bias, and a ReLU right after it becomes that convolution's activation. TensorFlow's graph optimizer then runs conv,
-bias and ReLU as one fused oneDNN op instead of four ops (conv, multiply, add, ReLU): the liveness model's single-image
-latency fell by ~20%. The folded weights are computed once in NumPy float32 (elementwise, so the same bytes on every
+bias and ReLU as one fused oneDNN op instead of four ops (conv, multiply, add, ReLU), and at batch 1 the op count is
+what sets the latency. The folded weights are computed once in NumPy float32 (elementwise, so the same bytes on every
 machine); the outputs agree with the unfolded model to float rounding (a few 1e-7 relative), not bit for bit, so a
 model must be evaluated, and its threshold chosen, through the folded copy that is exported.
 """

@@ -23,10 +23,11 @@ from veid_ml.atomic import atomic_dir, write_bytes_atomic, write_text_atomic
 REPO_ROOT = registry.ML_DIR.parent
 PROVENANCE_NAME = "provenance.json"
 BUILD_TYPE = "https://github.com/veid/veid-ml/training/v1"  # names the meaning of buildDefinition, as SLSA asks
-LIBRARIES = ("tensorflow", "keras", "numpy", "scipy", "scikit-learn", "opencv-python-headless", "pillow", "h5py")
+LIBRARIES = ("tensorflow-cpu", "keras", "numpy", "scipy", "scikit-learn", "opencv-python-headless", "pillow", "h5py")
 # Files whose changes can change a model's bytes (besides the model package itself): the shared core, the data engine,
-# the packaging and the pinned requirements.
-SHARED_INPUTS = ("ml/veid_ml", "pyproject.toml", "ml/requirements-deterministic.txt")
+# the packaging and the pinned requirements; the command line and the benchmark tools never run in training.
+SHARED_INPUTS = ("ml/veid_ml", "pyproject.toml", "ml/requirements-deterministic.txt",
+                 ":(exclude)ml/veid_ml/cli.py", ":(exclude)ml/veid_ml/tools")
 
 
 class ApprovalError(RuntimeError):
@@ -43,14 +44,14 @@ def _git(repo: Path, *args: str) -> str | None:
         proc = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return proc.stdout.strip() if proc.returncode == 0 else None
+    return proc.stdout.rstrip("\n") if proc.returncode == 0 else None
 
 
 def source_state(name: str, repo: Path = REPO_ROOT) -> dict:
     """{"commit": HEAD or None (not a git checkout), "uncommitted": model-input paths changed since HEAD}."""
     commit = _git(repo, "rev-parse", "HEAD")
     status = _git(repo, "status", "--porcelain", "--untracked-files=all", "--", *model_inputs(name)) or ""
-    return {"commit": commit, "uncommitted": sorted(line[3:] for line in status.splitlines() if line)}
+    return {"commit": commit, "uncommitted": sorted(line[3:] for line in status.splitlines() if line.strip())}
 
 
 def library_versions() -> dict:
@@ -182,9 +183,13 @@ def approve(name: str, source: Path | None = None, lock_path: Path = registry.LO
     if source.resolve() != weights_dir.resolve():
         install(source, weights_dir, spec.artifact)
     manifest = hashing.compute_manifest(weights_dir, spec.artifact)
+    from veid_ml import metrics
+
+    approval = {"date": metrics.utc_now(), "head_commit": _git(repo, "rev-parse", "HEAD"),
+                "by": _git(repo, "config", "user.email") or "unknown"}
     hashing.record_approval(lock_path, name, weights_dir, manifest,
                             cpu_class=statement["predicate"]["runDetails"]["builder"]["id"].removeprefix("cpu-class:"),
-                            provenance=statement)
+                            provenance=statement, approval=approval)
     return manifest
 
 
@@ -201,3 +206,26 @@ def install(source: Path, weights_dir: Path, artifact: str) -> None:
         else:
             (weights_dir / name).unlink(missing_ok=True)
     hashing.write_manifest(weights_dir, artifact)
+
+
+def describe_provenance(entry: dict) -> str:
+    """Indented, human-readable summary of a lock entry's provenance (`veid-ml verify --provenance`)."""
+    statement = entry.get("provenance")
+    if not statement:
+        return "  provenance: none recorded (approved before provenance was kept)"
+    build = statement["predicate"]["buildDefinition"]
+    run = statement["predicate"]["runDetails"]
+    code, data = build["resolvedDependencies"][0], build["resolvedDependencies"][1]
+    lines = [f"  trained by:   {build['externalParameters']['command']}",
+             f"  code commit:  {code['digest']['gitCommit']}",
+             f"  cpu class:    {run['builder']['id'].removeprefix('cpu-class:')}",
+             f"  trained:      {run['metadata']['startedOn']} .. {run['metadata']['finishedOn']}",
+             f"  libraries:    {', '.join(f'{k} {v}' for k, v in run['byproducts'][0]['annotations'].items())}",
+             f"  config:       {json.dumps(build['externalParameters']['config'], sort_keys=True)}",
+             f"  data:         {json.dumps(data['annotations']['dataset'], sort_keys=True)}"]
+    lines += [f"  pretrained:   {dep.get('name', dep.get('uri'))} sha256:{dep['digest']['sha256']}"
+              for dep in build["resolvedDependencies"][2:]]
+    if entry.get("approval"):
+        lines.append(f"  approved:     {entry['approval']['date']} by {entry['approval']['by']} at commit "
+                     f"{entry['approval']['head_commit']}")
+    return "\n".join(lines)

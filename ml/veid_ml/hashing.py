@@ -71,7 +71,7 @@ def read_lock(lock_path: Path) -> dict:
 
 
 def record_approval(lock_path: Path, model_name: str, weights_dir: Path, manifest: dict, cpu_class: str,
-                    provenance: dict) -> None:
+                    provenance: dict, approval: dict | None = None) -> None:
     """Write a model's lock entry: exactly these bytes, approved as trained on `cpu_class` (re-training reproduces them
     bit for bit on CPUs of that class; see determinism.cpu_class). Only veid_ml.governance.approve calls this."""
     lock = read_lock(lock_path)
@@ -83,6 +83,7 @@ def record_approval(lock_path: Path, model_name: str, weights_dir: Path, manifes
         "files": manifest["files"],
         "approved_on_cpu": cpu_class,
         "provenance": provenance,
+        "approval": approval or {},
     }
     write_text_atomic(lock_path, json.dumps(lock, indent=2, sort_keys=True) + "\n")
 

@@ -308,21 +308,3 @@ def parse_mrz(lines: list[str], confidences: list[list[float]] | None = None) ->
         surname=surname, given_names=given, document_number=number, nationality=nationality.strip("<"),
         birth_date=birth, sex=sex, expiry_date=expiry, optional_data=optional, optional_data_2=optional_2.strip("<"),
         checks=checks, confidences=r.field_confidences())
-
-
-def find_mrz_lines(text_lines: list[str]) -> list[str]:
-    """The last run of OCR'd lines that forms an MRZ (spaces removed), e.g. from a whole-document read-out.
-
-    Raises ValueError when no 3x30, 2x36 or 2x44 run of MRZ-character lines is present.
-    """
-    cleaned = [line.replace(" ", "").upper() for line in text_lines]
-    for end in range(len(cleaned), 1, -1):
-        for count in (3, 2):
-            run = cleaned[max(0, end - count): end]
-            if len(run) == count and all(_MRZ_LINE.match(x) and "<" in x for x in run):
-                try:
-                    _detect_format(run)
-                    return run
-                except ValueError:
-                    continue
-    raise ValueError("no MRZ (3x30, 2x36 or 2x44 lines of 0-9, A-Z, '<') among the given text lines")

@@ -51,6 +51,17 @@ def get(name: str) -> ModelSpec:
     return MODELS[name]
 
 
+def find_lock(start: Path | None = None) -> Path:
+    """The lock of the checkout containing `start` (default: the working directory), else the installed package's:
+    run inside another copy of the repository, commands check that copy's models."""
+    start = Path.cwd() if start is None else Path(start)
+    for folder in (start.resolve(), *start.resolve().parents):
+        candidate = folder / "ml" / LOCK_PATH.name
+        if candidate.is_file() and (folder / "ml" / "veid_ml").is_dir():
+            return candidate
+    return LOCK_PATH
+
+
 def load_task(name: str):
     """The model's task module (CONFIG, QUICK, load_data, build, epoch_batches, finish, evaluate)."""
     return importlib.import_module(f"{get(name).name}.task")

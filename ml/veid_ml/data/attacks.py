@@ -158,7 +158,7 @@ def liveness_sample(index: int, split: str, seed: int = 42, size: int = 112, cap
 
     Rendered and captured at capture_scale x the output size, then area-downscaled like a detector's crop of a real
     selfie: the media's fine traces alias into moire at the output size as they do in real recaptures (a capture at a
-    small output size made blur, noise and JPEG blocks several times coarser than any real one). capture_scale=1 returns
+    small output size has blur, noise and JPEG blocks several times coarser than any real one). capture_scale=1 returns
     the capture itself; its draws do not depend on capture_scale, so size 2s at scale 1 is the capture behind size s.
     crop_downscale > 1: the rendered image is already a detector's crop, that many times smaller than the camera frame,
     so blur, motion and sensor noise shrink with the pixels (faces.capture_view's downscale; the draws stay the same).

@@ -3,7 +3,8 @@
 The page is drawn flat at a fixed resolution (TD1 85.6 x 54 mm at 7.5 px/mm, TD3 125 x 88 mm at 6 px/mm): security-print
 background, header, holder photo (veid_ml.data.faces), labelled fields in the split's fonts and the MRZ band in OCR-B at
 the ICAO 2.54 mm character pitch. A random perspective warp puts it on a desk, and camera.capture takes the photo.
-layout_info carries each field's box in the final image: ground truth for the field/MRZ locator.
+layout_info carries each field's box in the final image: ground truth for the field/MRZ locator. Page size, photo,
+field grid and MRZ band come from veid_ml.document_layout, which the document reader reads too.
 """
 
 from pathlib import Path
@@ -16,9 +17,11 @@ from veid_ml import mrz
 from veid_ml.data import camera, faces
 from veid_ml.data.identity_fields import mrz_fields, person_fields
 from veid_ml.data.rng import sample_rng
-from veid_ml.data.textlines import ALPHABET, FONTS, MRZ_FONT, font, format_date, guilloche, paper
+from veid_ml.data.textlines import FONTS, MRZ_FONT, font, format_date, guilloche, paper
+from veid_ml.document_layout import (FIELD_AREA, MRZ_BAND, MRZ_LINE_GAP, MRZ_LINES, MRZ_PITCH, MRZ_TOP, PAGE, PHOTO,
+                                     ROWS, VALUE_RIGHT_MARGIN)
+from veid_ml.ocr_contract import ALPHABET
 
-PAGE = {"TD1": (642, 405, 7.5), "TD3": (750, 528, 6.0)}  # width, height, px per mm
 OUTPUT = {"TD1": (720, 480), "TD3": (840, 600)}  # photo size: the page plus some desk around it
 STATE_NAMES = {"UTO": "UTOPIA", "D": "BUNDESREPUBLIK DEUTSCHLAND", "FRA": "RÉPUBLIQUE FRANÇAISE", "SWE": "SVERIGE",
                "NOR": "NORGE", "DNK": "DANMARK", "ESP": "REINO DE ESPAÑA", "CAN": "CANADA", "NLD": "NEDERLAND",
@@ -31,14 +34,6 @@ LABELS = {
     "document_number": "Document No.", "expiry_date": "Date of expiry / Date d'expiration",
     "place_of_birth": "Place of birth / Lieu de naissance", "issue_date": "Date of issue / Date de délivrance",
     "authority": "Authority / Autorité", "type": "Type", "code": "Code",
-}
-# Field grid per layout: rows of (field, column start in mm from the field area's left edge).
-ROWS = {
-    "TD1": [[("surname", 0)], [("given_names", 0)], [("sex", 0), ("nationality", 12), ("birth_date", 30)],
-            [("document_number", 0), ("expiry_date", 30)]],
-    "TD3": [[("type", 0), ("code", 14), ("document_number", 30)], [("surname", 0)], [("given_names", 0)],
-            [("nationality", 0)], [("birth_date", 0), ("sex", 40)], [("place_of_birth", 0)],
-            [("issue_date", 0), ("authority", 40)], [("expiry_date", 0)]],
 }
 
 
@@ -94,13 +89,14 @@ def _text_box(draw: ImageDraw.ImageDraw, xy, text, f) -> list[int]:
     return [int(x0), int(y0), int(x1), int(y1)]
 
 
-def _draw_mrz(draw, lines, page_w, y_top, px_per_mm, boxes):
-    """OCR-B at the ICAO pitch: 2.54 mm per character, lines centred on the page."""
-    pitch = 2.54 * px_per_mm
+def _draw_mrz(draw, lines, layout, y_top, boxes):
+    """OCR-B at the ICAO pitch (MRZ_PITCH mm per character), lines centred on the page."""
+    page_w, _, px_per_mm = PAGE[layout]
+    pitch = MRZ_PITCH * px_per_mm
     probe = font(MRZ_FONT, 100)
     size = int(round(100 * pitch / probe.getlength("<")))
     f = font(MRZ_FONT, size)
-    line_gap = (4.3 if len(lines) == 3 else 6.0) * px_per_mm
+    line_gap = MRZ_LINE_GAP[layout] * px_per_mm
     x0 = (page_w - pitch * len(lines[0])) / 2
     for i, line in enumerate(lines):
         y = y_top + i * line_gap
@@ -131,8 +127,7 @@ def render_page(person: dict, layout: str, split: str, index: int, seed: int, rn
               fill=label_ink, anchor="mt")
 
     # Holder photo (a printed portrait, so slightly washed out) and, on passports, a ghost image
-    photo_x, photo_y = 4.0 * mm, (11.5 if layout == "TD1" else 12.0) * mm
-    photo_w, photo_h = (19.5 if layout == "TD1" else 30.0) * mm, (24.0 if layout == "TD1" else 38.5) * mm
+    photo_x, photo_y, photo_w, photo_h = (v * mm for v in PHOTO[layout])
     identity = index % faces.SPLIT_IDENTITIES[split]
     face = faces.face_image(split, identity, 0, seed, int(photo_h))
     face = face[:, (face.shape[1] - int(photo_w)) // 2:][:, : int(photo_w)]
@@ -147,33 +142,36 @@ def render_page(person: dict, layout: str, split: str, index: int, seed: int, rn
 
     # Labelled fields right of the photo
     fields = printed_fields(person, layout, rng)
-    label_f = font(label_font, int((1.45 if layout == "TD1" else 1.7) * mm))
-    value_size = int((2.6 if layout == "TD1" else 3.3) * mm)
-    left = photo_x + photo_w + 4 * mm
-    row_h = (6.1 if layout == "TD1" else 7.0) * mm
-    y = photo_y - 0.5 * mm
+    geo = FIELD_AREA[layout]
+    label_f = font(label_font, int(geo["label_size"] * mm))
+    value_size = int(geo["value_size"] * mm)
+    left = geo["left"] * mm
+    row_h = geo["row"] * mm
+    y = geo["top"] * mm
     for row in ROWS[layout]:
         for name, col in row:
             x = left + col * mm
             draw.text((x, y), LABELS[name], font=label_f, fill=label_ink)
             value_name = number_font if name == "document_number" else value_font
-            size = value_size
-            while font(value_name, size).getlength(fields[name]) > w - 3 * mm - x and size > 8:  # shrink, never clip
+            size = value_size  # shrink, never clip
+            while font(value_name, size).getlength(fields[name]) > w - VALUE_RIGHT_MARGIN * mm - x and size > 8:
                 size -= 1
             value_f = font(value_name, size)
-            xy = (x, y + (1.9 if layout == "TD1" else 2.3) * mm)
+            xy = (x, y + geo["value_offset"] * mm)
             draw.text(xy, fields[name], font=value_f, fill=ink)
             boxes[name] = _text_box(draw, xy, fields[name], value_f)
         y += row_h
 
     # MRZ band: a clear zone (lighter) with the machine-readable lines
     lines = mrz.BUILDERS[layout](mrz_fields(person, layout))
-    band_top = h - (17.5 if layout == "TD1" else 16.0) * mm
+    if len(lines) != MRZ_LINES[layout]:
+        raise ValueError(f"{layout} MRZ has {len(lines)} lines, document_layout.MRZ_LINES says {MRZ_LINES[layout]}")
+    band_top = h - MRZ_BAND[layout] * mm
     band = np.asarray(page, np.float32)
     band[int(band_top):] = band[int(band_top):] * 0.35 + 255 * 0.65
     page = Image.fromarray(band.astype(np.uint8))
     draw = ImageDraw.Draw(page)
-    _draw_mrz(draw, lines, w, band_top + 2.2 * mm, mm, boxes)
+    _draw_mrz(draw, lines, layout, band_top + MRZ_TOP * mm, boxes)
     for name, text in fields.items():
         if not set(text) <= set(ALPHABET):
             raise ValueError(f"printed field {name}={text!r} has characters outside the OCR ALPHABET")

@@ -19,13 +19,13 @@ SIBLING_FRACTION = 0.2  # identities that are look-alikes (same base parameters,
 # A look-alike moves each continuous trait by N(0, SIBLING_SPREAD * range). With traits uniform on their range
 # (sd = 0.29 range) a look-alike differs from its family root as much as two relatives whose traits correlate at
 # r = 1 - SIBLING_SPREAD**2 / (2 * 0.29**2) ~ 0.63 (E(x1 - x2)^2 = 2 sd^2 (1 - r)):
-# full siblings (facial-trait correlations of roughly 0.4-0.6), not near-identical twins (0.15 gave ~0.87, and at
+# full siblings (facial-trait correlations of roughly 0.4-0.6), not near-identical twins (0.15 gives r ~ 0.87, and at
 # 64 px many such pairs differ by less than a pixel anywhere: no verifier can separate them, real or synthetic).
 SIBLING_SPREAD = 0.25
 # Face crops are CAPTURE_SCALE x smaller than the camera frame they come from (a detector crops and downscales the
 # face, as face_align does for real photos): capture artefacts measured in camera pixels shrink accordingly (also used
-# by attacks.liveness_sample, which renders at the larger size instead). Applying
-# them at crop size made a third of the views blurrier than any aligned real photo, identity detail included.
+# by attacks.liveness_sample, which renders at the larger size instead). Applied at
+# crop size they would make a third of the views blurrier than any aligned real photo, identity detail included.
 CAPTURE_SCALE = 2
 GRAYSCALE_FRACTION = 0.2  # views captured in grayscale, like many real enrolment and benchmark photos (e.g. Yale)
 

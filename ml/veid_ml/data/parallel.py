@@ -8,6 +8,7 @@ the number of workers or how indices are chunked.
 import multiprocessing
 import os
 import sys
+import time
 from concurrent.futures import ProcessPoolExecutor
 
 
@@ -48,16 +49,22 @@ def generate(fn, n: int, workers: int | None = None, desc: str = "", chunk: int 
 
 
 class _Progress:
-    """Keras' progress bar when Keras is already loaded (training); silent otherwise, so data tools stay TF-free."""
+    """Keras' progress bar on a terminal when Keras is already loaded (training); in a log, one line when done; silent
+    for data tools that never load Keras."""
 
     def __init__(self, total, desc):
-        self._bar = None
+        self._bar, self._desc, self._total, self._started = None, None, total, time.perf_counter()
         if desc and "keras" in sys.modules:
-            import keras
+            self._desc = desc
+            if sys.stderr.isatty():
+                import keras
 
-            print(desc, file=sys.stderr)
-            self._bar = keras.utils.Progbar(total, unit_name="sample")
+                print(desc, file=sys.stderr)
+                self._bar = keras.utils.Progbar(total, unit_name="sample")
 
     def update(self, done):
         if self._bar is not None:
             self._bar.update(done)
+        elif self._desc and done == self._total:
+            print(f"{self._desc}: {done} samples in {time.perf_counter() - self._started:.0f} s", file=sys.stderr,
+                  flush=True)

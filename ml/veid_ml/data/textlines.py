@@ -2,10 +2,8 @@
 
 Each sample is one line of text, scaled to the crop height with its aspect ratio kept and left-aligned, as a line
 detector would cut it out of a document photo. Printed fields are drawn in split-specific fonts (test fonts are never
-seen in training; see fonts/README.md); MRZ lines use OCR-B in every split, as real MRZs do.
-
-ALPHABET is upper- and lower-case: printed fields on cards are often mixed case ("Müller", "12 Aug 1985"), and a
-case-folding reader would lose information that downstream field matching can use.
+seen in training; see fonts/README.md); MRZ lines use OCR-B in every split, as real MRZs do. The alphabet and the
+crop size are the recogniser's (veid_ml.ocr_contract).
 """
 
 from functools import lru_cache
@@ -15,21 +13,17 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from veid_ml import mrz
+from veid_ml import mrz, ocr_contract
 from veid_ml.data import camera, parallel
 from veid_ml.data.identity_fields import mrz_fields, person_fields
 from veid_ml.data.rng import sample_rng
-
-_NATIONAL_UPPER = "ÀÁÂÄÅÆÇÈÉÊËÍÎÏÑÓÔÖØÚÛÜ"
-ALPHABET = (" '-,./0123456789:<ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-            + _NATIONAL_UPPER + _NATIONAL_UPPER.lower() + "ß")
 
 FONT_DIR = Path(__file__).parent / "fonts"
 MRZ_FONT = "OCRB.otf"
 # Printed-field fonts per split: "text" for names/labels, "mono" for numbers and a minority of MRZ lines. The test
 # fonts never appear in train or val. Val reuses the train fonts with its own sample streams.
 # Many families (grotesque, geometric, narrow, old-style and modern serifs) so the reader learns letter shapes rather
-# than a handful of typefaces: with 7 training fonts the unseen test fonts read at 0.90 character accuracy.
+# than a handful of typefaces, which is what the unseen test fonts measure (history: ocr_extraction/NOTES.md).
 _TRAIN_FONTS = {
     "text": ["DejaVuSans.ttf", "DejaVuSansCondensed-Bold.ttf", "DejaVuSerif.ttf", "LiberationSans-Regular.ttf",
              "LiberationSans-Bold.ttf", "LiberationSerif-Regular.ttf", "LiberationSansNarrow-Regular.ttf",
@@ -165,7 +159,7 @@ def _crop_to_ink(mask: np.ndarray) -> np.ndarray:
 def _restyle(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Vary the typeface beyond the font files: width (condensed or extended printing) and a slight slant, so unseen
     typefaces fall inside the training distribution. (Stroke weight comes from the fonts and the bold stroke in
-    render_line: thinning strokes erased dots, accents and commas while their labels stayed.)"""
+    render_line: thinning strokes would erase dots, accents and commas while their labels stay.)"""
     h, w = mask.shape
     width_scale = float(np.exp(rng.normal(0, 0.1)))
     shear = float(rng.normal(0, 0.06)) if rng.random() < 0.3 else 0.0
@@ -227,7 +221,8 @@ def _background(h: int, w: int, rng: np.random.Generator) -> tuple[np.ndarray, f
     return bg, level
 
 
-def text_line_sample(index: int, split: str, seed: int = 42, height: int = 32, width: int = 512):
+def text_line_sample(index: int, split: str, seed: int = 42, height: int = ocr_contract.LINE_HEIGHT,
+                     width: int = ocr_contract.LINE_WIDTH):
     """(image uint8 (height, width) grayscale, text, kind) with kind 'mrz' or 'field'."""
     rng = sample_rng("text_line", split, index, seed)
     person = person_fields(split, index, seed)
@@ -239,13 +234,15 @@ def text_line_sample(index: int, split: str, seed: int = 42, height: int = 32, w
         kind, text = "field", field_text(person, rng)
         font_name = str(rng.choice(field_fonts(split)))
         tracking, jitter, shrink = rng.uniform(-0.04, 0.15), rng.uniform(0, 0.02), rng.uniform(0.7, 1.0)
-    if not set(text) <= set(ALPHABET):
-        raise ValueError(f"generated text {text!r} has characters outside ALPHABET: {set(text) - set(ALPHABET)}")
+    alphabet = set(ocr_contract.ALPHABET)
+    if not set(text) <= alphabet:
+        raise ValueError(f"generated text {text!r} has characters outside the OCR ALPHABET: {set(text) - alphabet}")
     return render_line(text, font_name, rng, tracking, jitter, shrink, height, width), text, kind
 
 
 def render_line(text: str, font_name: str, rng: np.random.Generator, tracking: float = 0.0, jitter: float = 0.0,
-                shrink: float = 1.0, height: int = 32, width: int = 512) -> np.ndarray:
+                shrink: float = 1.0, height: int = ocr_contract.LINE_HEIGHT,
+                width: int = ocr_contract.LINE_WIDTH) -> np.ndarray:
     """A given text as a photographed line crop (uint8 (height, width)) in the style of text_line_sample.
 
     Also used to render real MRZ specimens for evaluation scripts.
@@ -268,7 +265,7 @@ def render_line(text: str, font_name: str, rng: np.random.Generator, tracking: f
 
     bg, level = _background(height, width, rng)
     # Print contrast signal (paper - ink) / paper >= 0.6, the level commonly required of machine-read OCR print
-    # (ISO 1831; the MRZ is such print); lighter ink made lines nobody can read but whose labels the model had to fit.
+    # (ISO 1831; the MRZ is such print); lighter ink gives unreadable lines whose labels the model would have to fit.
     ink = rng.uniform(0, 0.4 * level)
     alpha = np.zeros((height, width), np.float32)
     alpha[y0: y0 + new_h, left: left + new_w] = np.clip(mask, 0, 1) * rng.uniform(0.8, 1.0)
@@ -291,7 +288,8 @@ def capture_gray(gray: np.ndarray, params: dict, rng: np.random.Generator) -> np
     return camera.jpeg(np.clip(np.rint(x), 0, 255).astype(np.uint8), params["jpeg_quality"])
 
 
-def text_line_dataset(split: str, n: int, seed: int = 42, height: int = 32, width: int = 512, workers=None):
+def text_line_dataset(split: str, n: int, seed: int = 42, height: int = ocr_contract.LINE_HEIGHT,
+                      width: int = ocr_contract.LINE_WIDTH, workers=None):
     """(images uint8 (N, height, width), texts, kinds) for samples 0..n-1 of a split."""
     samples = parallel.generate(text_line_sample, n, workers=workers, desc=f"text lines ({split})", split=split,
                                 seed=seed, height=height, width=width)

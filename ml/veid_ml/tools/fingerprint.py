@@ -1,10 +1,8 @@
-"""Fingerprint of what the approved models compute on this CPU: sha256 of their serving outputs on fixed inputs.
+"""`veid-ml fingerprint`: what the approved models compute on this CPU: sha256 of their serving outputs on fixed inputs.
 
 Validators reach consensus only if the same approved bytes give the same scores on every validator's CPU. Training is
 reproducible per CPU class (ml/README.md, Determinism configuration); whether inference is too is what this measures.
 Run it on two machines and compare the lines: equal fingerprints mean bit-identical outputs on those inputs.
-
-    python scripts/inference_fingerprint.py [--batch 8]
 
 Inputs: for every input of a model's serving_default signature, uniform noise in [0, 1] from a fixed seed (batch of
 --batch, the signature's other dimensions), the same on every machine.
@@ -13,17 +11,16 @@ Inputs: for every input of a model's serving_default signature, uniform noise in
 import argparse
 import hashlib
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ml"))
-
-from veid_ml import determinism, hashing, inference, registry  # noqa: E402
+from veid_ml import determinism, hashing, registry
 
 
 def fingerprint(name: str, batch: int) -> tuple[str, str]:
     """(sha256 of the outputs, first output value as text) of one approved model on fixed inputs."""
     import numpy as np
     import tensorflow as tf
+
+    from veid_ml import inference
 
     serving = inference.load_approved(name)
     rng = np.random.default_rng(0)
@@ -44,18 +41,22 @@ def fingerprint(name: str, batch: int) -> tuple[str, str]:
     return h.hexdigest(), sample
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--batch", type=int, default=8)
-    args = p.parse_args()
+def cmd_fingerprint(args) -> int:
     if args.batch < 1:
-        p.error("--batch must be >= 1")
+        print("fingerprint: --batch must be >= 1", file=sys.stderr)
+        return 2
     determinism.configure(reexec=False)
     print(f"cpu class: {determinism.cpu_class()}")
     for name in sorted(hashing.read_lock(registry.LOCK_PATH)["models"]):
         digest, sample = fingerprint(name, args.batch)
         print(f"{name}: outputs sha256 {digest}  ({sample})")
+    return 0
 
 
-if __name__ == "__main__":
-    main()
+def register(subparsers) -> None:
+    """Add `fingerprint` to `veid-ml`."""
+    f = subparsers.add_parser("fingerprint", help="sha256 of each approved model's outputs on fixed inputs, this CPU",
+                              description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    f.add_argument("--batch", type=int, default=8, help="inputs per model (default 8)")
+    f.set_defaults(fn=cmd_fingerprint)

@@ -1,0 +1,141 @@
+"""`veid-ml eval-real facial|liveness --faces DIR`: the approved models on real photos, never used to train or tune.
+
+facial: every image is aligned with veid_ml.face_align (MTCNN eyes -> the synthetic crop), embedded with the
+SavedModel's `embed` signature, and ALL pairs are scored by cosine similarity. Files are named subjectNN_<condition>
+(the Yale faces: 15 people x 11 conditions). "best accuracy" picks its threshold on these same pairs, so it is an
+optimistic upper bound; the accuracy at the stored (synthetic-validation) threshold is what a deployment would see.
+
+liveness: scores REAL bona fide photos; the share accepted is 1 - BPCER on real data. The Yale faces are grayscale,
+frontal and roughly centred, so a square centre crop (side = image height) frames them like the synthetic training
+renders; the grey channel is repeated to RGB, as the serving contract asks.
+"""
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+from veid_ml import determinism, registry
+
+YALE_NAME = re.compile(r"^(subject\d+)[._]")
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".pgm"}
+
+
+def load_yale(folder: Path):
+    """(RGB images, integer identity per image) of the subjectNN_<condition> files in folder."""
+    import numpy as np
+    from PIL import Image
+
+    files = sorted(p for p in folder.iterdir()
+                   if YALE_NAME.match(p.name) and p.suffix.lower() in (".png", ".gif", ".pgm"))
+    if not files:
+        raise SystemExit(f"error: no subjectNN_<condition> images in {folder}")
+    images = [np.asarray(Image.open(p).convert("RGB")) for p in files]
+    subjects = [YALE_NAME.match(p.name).group(1) for p in files]
+    return images, np.unique(subjects, return_inverse=True)[1]
+
+
+def cmd_facial(args) -> int:
+    if not args.faces.is_dir():
+        print(f"eval-real facial: no such folder: {args.faces}", file=sys.stderr)
+        return 2
+    determinism.configure()  # before TensorFlow (MTCNN and the SavedModel) is imported; re-executes if unpinned
+    import numpy as np
+    import tensorflow as tf
+    from sklearn import metrics as skm
+
+    from veid_ml import export, face_align, metrics
+
+    images, labels = load_yale(args.faces)
+    signatures = export.load_signatures(args.model)
+    embed, pair_fn = signatures["embed"], signatures[export.SERVING_KEY]
+    size = int(embed.structured_input_signature[1]["image"].shape[1])
+    crops, found = face_align.align_batch(images, size)
+    x = tf.constant(crops.astype(np.float32) / 255.0)
+    emb = embed(image=x)["embedding"].numpy()
+    threshold = float(pair_fn(image_a=x[:1], image_b=x[:1])["threshold"].numpy()[0])
+
+    i, j = np.triu_indices(len(labels), k=1)
+    genuine = (labels[i] == labels[j]).astype(int)
+    sim = np.sum(emb[i] * emb[j], axis=1)
+    thr = skm.roc_curve(genuine, sim)[2]  # every distinct score, as candidate thresholds
+    best = max(np.mean((sim >= t) == genuine) for t in thr)
+    print(f"images {len(labels)} ({int(found.sum())} faces found by MTCNN, {int((~found).sum())} centre-cropped), "
+          f"identities {labels.max() + 1}, pairs {len(sim)} ({genuine.sum()} genuine, {(1 - genuine).sum()} impostor)")
+    print(f"AUC {skm.roc_auc_score(genuine, sim):.4f}")
+    print(f"EER {metrics.equal_error_rate(genuine, sim)[0]:.4f}")
+    print(f"best accuracy {best:.4f} (threshold chosen on these pairs: optimistic)")
+    print(f"TAR@FAR=1e-2 {metrics.tpr_at_fpr(genuine, sim, 1e-2)[0]:.4f}")
+    print(f"accuracy at the stored threshold {threshold:.4f}: {np.mean((sim >= threshold) == genuine):.4f} "
+          f"(TAR {np.mean(sim[genuine == 1] >= threshold):.4f}, FAR {np.mean(sim[genuine == 0] >= threshold):.4f})")
+    return 0
+
+
+def centre_crop(path: Path, size: int):
+    """float32 (size, size, 3) in [0, 1]: the largest centred square, resized, grey repeated to RGB."""
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+    w, h = im.size
+    side = min(w, h)
+    left, top = (w - side) // 2, (h - side) // 2
+    im = im.crop((left, top, left + side, top + side)).resize((size, size), Image.BILINEAR)
+    return np.asarray(im, np.float32) / 255.0
+
+
+def cmd_liveness(args) -> int:
+    files = sorted(f for f in args.faces.glob("*") if f.suffix.lower() in IMAGE_SUFFIXES) if args.faces.is_dir() else []
+    if not files:
+        print(f"eval-real liveness: no images in {args.faces}", file=sys.stderr)
+        return 2
+    determinism.configure(reexec=False)
+    import numpy as np
+    import tensorflow as tf
+
+    from veid_ml import export
+
+    serve = export.load_serving(args.model)
+    size = serve.structured_input_signature[1]["image"].shape[1]
+    images = np.stack([centre_crop(f, size) for f in files])
+    out = serve(image=tf.constant(images))
+    prob, accepted = out["probability_bona_fide"].numpy(), out["is_bona_fide"].numpy()
+    print(f"{len(files)} real bona fide photos from {args.faces}, model input {size}x{size}, "
+          f"threshold {float(out['threshold'].numpy()):.4f}")
+    by_condition = {}
+    for f, ok in zip(files, accepted):
+        by_condition.setdefault(f.stem.split("_", 1)[-1], []).append(bool(ok))
+    for condition, oks in sorted(by_condition.items()):
+        print(f"  {condition:12s} accepted {sum(oks)}/{len(oks)}")
+    print(f"median probability_bona_fide: {np.median(prob):.4f}")
+    print(f"classified bona fide: {accepted.mean():.4f} ({int(accepted.sum())}/{len(files)}) "
+          f"= 1 - BPCER on real photos (BPCER {1 - accepted.mean():.4f})")
+    return 0
+
+
+def _approved_model_dir(name: str) -> Path:
+    spec = registry.get(name)
+    return spec.weights_dir / spec.artifact
+
+
+def register(eval_subparsers) -> None:
+    """Add `facial` and `liveness` to `veid-ml eval-real`."""
+    sections = __doc__.split("\n\n")
+    f = eval_subparsers.add_parser("facial", help="verification AUC/EER/accuracy over all pairs of real faces",
+                                   description=sections[1],
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    f.add_argument("--faces", type=Path, required=True, metavar="DIR",
+                   help="folder of subjectNN_<condition> images, e.g. the Yale faces")
+    f.add_argument("--model", type=Path, default=_approved_model_dir("facial_verification"), metavar="SAVEDMODEL",
+                   help="SavedModel directory (default: the approved facial model)")
+    f.set_defaults(fn=cmd_facial)
+
+    v = eval_subparsers.add_parser("liveness", help="share of real bona fide photos accepted (1 - BPCER)",
+                                   description=sections[2],
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    v.add_argument("--faces", type=Path, required=True, metavar="DIR",
+                   help="folder of real bona fide face photos (<name>_<condition>.<ext>)")
+    v.add_argument("--model", type=Path, default=_approved_model_dir("liveness_detection"), metavar="SAVEDMODEL",
+                   help="SavedModel directory (default: the approved liveness model)")
+    v.set_defaults(fn=cmd_liveness)
