@@ -5,6 +5,16 @@ subparsers; each command sets `fn(args) -> int` like the commands in veid_ml.cli
 import time: the commands that need it call veid_ml.determinism.configure() first.
 """
 
+import argparse
+
+
+def add_command(subparsers, name: str, fn, help: str, description: str) -> argparse.ArgumentParser:
+    """One tool command: its parser (the module docstring's section as --help text, layout kept) running fn(args)."""
+    parser = subparsers.add_parser(name, help=help, description=description,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.set_defaults(fn=fn)
+    return parser
+
 
 def register(subparsers) -> None:
     """Add the tool commands to `veid-ml`'s subparsers (argparse's add_subparsers() result)."""

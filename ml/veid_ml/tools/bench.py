@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from veid_ml import determinism, hashing, registry
+from veid_ml.tools import add_command
 
 # Environment overrides of determinism.pinned_environ() per configuration; None = TensorFlow's own defaults.
 DETERMINISM_CONFIGS = {
@@ -94,9 +95,9 @@ def cmd_training(args) -> int:
 
 def determinism_worker(repeats: int) -> dict:
     """Time `repeats` epochs of the small CNN in this process, under the environment it was started with."""
+    import keras
     import numpy as np
     import tensorflow as tf
-    import keras
 
     # the thread counts are read from the environment here, as the pinned configuration's trainer does
     tf.config.threading.set_intra_op_parallelism_threads(int(os.environ.get("TF_NUM_INTRAOP_THREADS", "0")))
@@ -156,20 +157,18 @@ def _positive_int(text: str) -> int:
 def register(bench_subparsers) -> None:
     """Add `training` and `determinism` to `veid-ml bench`."""
     sections = __doc__.split("\n\n")
-    t = bench_subparsers.add_parser(
-        "training", help="wall time of a model's spec training over N fresh-process runs, each checked with the lock",
-        description=sections[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    t = add_command(bench_subparsers, "training", cmd_training,
+                    help="wall time of a model's spec training over N fresh-process runs, each checked with the lock",
+                    description=sections[1])
     t.add_argument("--model", required=True, choices=sorted(registry.MODELS))
     t.add_argument("--runs", type=_positive_int, default=1, help="number of trainings (default 1)")
     t.add_argument("--profile", choices=["full", "quick"], default="full",
                    help="full (the spec command, compared with the lock) or quick (seconds, not compared)")
-    t.set_defaults(fn=cmd_training)
 
-    d = bench_subparsers.add_parser(
-        "determinism", help="images/s of a small CNN under the pinned and other determinism configurations",
-        description=sections[2], formatter_class=argparse.RawDescriptionHelpFormatter)
+    d = add_command(bench_subparsers, "determinism", cmd_determinism,
+                    help="images/s of a small CNN under the pinned and other determinism configurations",
+                    description=sections[2])
     d.add_argument("--repeats", type=_positive_int, default=3, help="timed epochs per configuration (median)")
-    d.set_defaults(fn=cmd_determinism)
 
 
 def _worker_main(argv=None) -> int:

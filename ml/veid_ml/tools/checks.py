@@ -10,11 +10,12 @@ of a synthetic liveness set and scored on the other half. Near 50% means the gen
 detector must learn the attacks' local traces.
 """
 
-import argparse
 import csv
 import io
 import sys
 from pathlib import Path
+
+from veid_ml.tools import add_command
 
 # the TSV spells the visa formats without the hyphen veid_ml.mrz reports
 FORMAT_NAMES = {"MRVA": "MRV-A", "MRVB": "MRV-B"}
@@ -86,16 +87,12 @@ def cmd_liveness_cues(args) -> int:
 def register(check_subparsers) -> None:
     """Add `mrz-specimens` and `liveness-cues` to `veid-ml check`."""
     sections = __doc__.split("\n\n")
-    m = check_subparsers.add_parser("mrz-specimens", help="veid_ml.mrz's check-digit verdicts vs real MRZ specimens",
-                                    description=sections[1],
-                                    formatter_class=argparse.RawDescriptionHelpFormatter)
+    m = add_command(check_subparsers, "mrz-specimens", cmd_mrz_specimens,
+                    help="veid_ml.mrz's check-digit verdicts vs real MRZ specimens", description=sections[1])
     m.add_argument("--specimens", type=Path, required=True, metavar="TSV",
                    help="mrz_specimens.tsv (columns format, line1-3, all_check_digits_valid)")
-    m.set_defaults(fn=cmd_mrz_specimens)
 
-    c = check_subparsers.add_parser("liveness-cues", help="whether global image statistics alone separate the "
-                                    "synthetic bona fide faces from attacks (should be near chance)",
-                                    description=sections[2],
-                                    formatter_class=argparse.RawDescriptionHelpFormatter)
+    c = add_command(check_subparsers, "liveness-cues", cmd_liveness_cues,
+                    help="whether global image statistics alone separate the synthetic bona fide faces from "
+                         "attacks (should be near chance)", description=sections[2])
     c.add_argument("--samples", type=int, default=3000, help="images generated, half to fit, half to score")
-    c.set_defaults(fn=cmd_liveness_cues)

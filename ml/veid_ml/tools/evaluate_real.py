@@ -10,12 +10,12 @@ frontal and roughly centred, so a square centre crop (side = image height) frame
 renders; the grey channel is repeated to RGB, as the serving contract asks.
 """
 
-import argparse
 import re
 import sys
 from pathlib import Path
 
 from veid_ml import determinism, registry
+from veid_ml.tools import add_command
 
 YALE_NAME = re.compile(r"^(subject\d+)[._]")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".pgm"}
@@ -120,22 +120,18 @@ def _approved_model_dir(name: str) -> Path:
 
 
 def register(eval_subparsers) -> None:
-    """Add `facial` and `liveness` to `veid-ml eval-real`."""
+    """Add `facial` and `liveness` to `veid-ml eval-real`: each reads a folder of real faces with an approved model."""
     sections = __doc__.split("\n\n")
-    f = eval_subparsers.add_parser("facial", help="verification AUC/EER/accuracy over all pairs of real faces",
-                                   description=sections[1],
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-    f.add_argument("--faces", type=Path, required=True, metavar="DIR",
-                   help="folder of subjectNN_<condition> images, e.g. the Yale faces")
-    f.add_argument("--model", type=Path, default=_approved_model_dir("facial_verification"), metavar="SAVEDMODEL",
-                   help="SavedModel directory (default: the approved facial model)")
-    f.set_defaults(fn=cmd_facial)
-
-    v = eval_subparsers.add_parser("liveness", help="share of real bona fide photos accepted (1 - BPCER)",
-                                   description=sections[2],
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-    v.add_argument("--faces", type=Path, required=True, metavar="DIR",
-                   help="folder of real bona fide face photos (<name>_<condition>.<ext>)")
-    v.add_argument("--model", type=Path, default=_approved_model_dir("liveness_detection"), metavar="SAVEDMODEL",
-                   help="SavedModel directory (default: the approved liveness model)")
-    v.set_defaults(fn=cmd_liveness)
+    commands = (
+        ("facial", cmd_facial, "facial_verification", sections[1],
+         "verification AUC/EER/accuracy over all pairs of real faces",
+         "folder of subjectNN_<condition> images, e.g. the Yale faces"),
+        ("liveness", cmd_liveness, "liveness_detection", sections[2],
+         "share of real bona fide photos accepted (1 - BPCER)",
+         "folder of real bona fide face photos (<name>_<condition>.<ext>)"),
+    )
+    for name, fn, model, description, summary, faces_help in commands:
+        parser = add_command(eval_subparsers, name, fn, help=summary, description=description)
+        parser.add_argument("--faces", type=Path, required=True, metavar="DIR", help=faces_help)
+        parser.add_argument("--model", type=Path, default=_approved_model_dir(model), metavar="SAVEDMODEL",
+                            help=f"SavedModel directory (default: the approved {name} model)")

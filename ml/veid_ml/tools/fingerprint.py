@@ -8,11 +8,11 @@ Inputs: for every input of a model's serving_default signature, uniform noise in
 --batch, the signature's other dimensions), the same on every machine.
 """
 
-import argparse
 import hashlib
 import sys
 
 from veid_ml import determinism, hashing, registry
+from veid_ml.tools import add_command
 
 
 def fingerprint(name: str, batch: int) -> tuple[str, str]:
@@ -55,8 +55,6 @@ def cmd_fingerprint(args) -> int:
 
 def register(subparsers) -> None:
     """Add `fingerprint` to `veid-ml`."""
-    f = subparsers.add_parser("fingerprint", help="sha256 of each approved model's outputs on fixed inputs, this CPU",
-                              description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    f = add_command(subparsers, "fingerprint", cmd_fingerprint,
+                    help="sha256 of each approved model's outputs on fixed inputs, this CPU", description=__doc__)
     f.add_argument("--batch", type=int, default=8, help="inputs per model (default 8)")
-    f.set_defaults(fn=cmd_fingerprint)

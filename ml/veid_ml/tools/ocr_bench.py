@@ -10,7 +10,6 @@ text-line generator's print and camera pipeline), reads them with the approved m
 exact-match shares and whether the read-out's check digits agree with the file's verdict.
 """
 
-import argparse
 import csv
 import shutil
 import subprocess
@@ -20,6 +19,7 @@ import time
 from pathlib import Path
 
 from veid_ml import determinism, registry
+from veid_ml.tools import add_command
 
 TESSERACT_INSTALL = "sudo apt-get install tesseract-ocr tesseract-ocr-eng"
 
@@ -65,6 +65,7 @@ def cmd_tesseract(args) -> int:
         return 2
     determinism.configure(args.seed, reexec=False)
     from ocr_extraction.task import text_metrics
+
     from veid_ml import export, mrz
     from veid_ml.data import textlines
 
@@ -105,8 +106,8 @@ def read_specimens(path: Path, seed: int) -> None:
     """Render, read and score every specimen MRZ of the TSV, clean and degraded; prints each miss and the shares."""
     determinism.configure(seed, reexec=False)
     import numpy as np
-
     from ocr_extraction.task import recognise
+
     from veid_ml import export, mrz
     from veid_ml.data import textlines
     from veid_ml.data.rng import sample_rng
@@ -148,15 +149,13 @@ def cmd_ocr_specimens(args) -> int:
 def register(bench_subparsers) -> None:
     """Add `tesseract` and `ocr-specimens` to `veid-ml bench`."""
     sections = __doc__.split("\n\n")
-    t = bench_subparsers.add_parser("tesseract", help="the OCR model vs Tesseract on held-out synthetic lines",
-                                    description=sections[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    t = add_command(bench_subparsers, "tesseract", cmd_tesseract,
+                    help="the OCR model vs Tesseract on held-out synthetic lines", description=sections[1])
     t.add_argument("--lines", type=int, default=300, help="held-out test lines to read (default 300)")
     t.add_argument("--seed", type=int, default=determinism.DEFAULT_SEED)
-    t.set_defaults(fn=cmd_tesseract)
 
-    s = bench_subparsers.add_parser("ocr-specimens", help="the OCR model reading real ICAO specimen MRZs, rendered",
-                                    description=sections[2], formatter_class=argparse.RawDescriptionHelpFormatter)
+    s = add_command(bench_subparsers, "ocr-specimens", cmd_ocr_specimens,
+                    help="the OCR model reading real ICAO specimen MRZs, rendered", description=sections[2])
     s.add_argument("--specimens", type=Path, required=True, metavar="TSV",
                    help="mrz_specimens.tsv (columns format, line1-3, all_check_digits_valid)")
     s.add_argument("--seed", type=int, default=determinism.DEFAULT_SEED)
-    s.set_defaults(fn=cmd_ocr_specimens)
