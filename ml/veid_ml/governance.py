@@ -65,12 +65,13 @@ def library_versions() -> dict:
 
 
 def write_run_provenance(out_dir: Path, name: str, argv: list[str], config: dict, dataset: dict, manifest: dict,
-                         started_on: str, data_dir=None, pretrained: list[dict] | None = None,
-                         repo: Path = REPO_ROOT) -> dict:
-    """provenance.json beside a freshly trained model (what `approve` will record)."""
+                         started_on: str, source: dict | None = None, data_dir=None,
+                         pretrained: list[dict] | None = None, repo: Path = REPO_ROOT) -> dict:
+    """provenance.json beside a freshly trained model (what `approve` will record); source is source_state() taken
+    when training started (default: now)."""
     from veid_ml import metrics
 
-    source = source_state(name, repo)
+    source = source or source_state(name, repo)
     statement = {
         "_type": "https://in-toto.io/Statement/v1",
         "subject": [{"name": f"{name}/{manifest['artifact']}",

@@ -28,7 +28,7 @@ def _round(x):
     if isinstance(x, (list, tuple)):
         return [_round(v) for v in x]
     if isinstance(x, (float, np.floating)):
-        return round(float(x), 6)
+        return round(float(x), 6) if np.isfinite(x) else None  # metrics.json is strict JSON: no NaN or Infinity
     if isinstance(x, np.integer):
         return int(x)
     return x
@@ -47,6 +47,7 @@ def build_metrics(model_name: str, metrics: dict, latency_ms: dict, training_con
         "model_name": model_name,
         "version": __version__,
         "training_date": training_date or utc_now(),
+        "metrics_date": extra.pop("metrics_date", None) or training_date or utc_now(),  # when metrics were measured
         "framework": "tensorflow",
         "framework_version": tf.__version__,
         "metrics": metrics,
@@ -63,7 +64,7 @@ def build_metrics(model_name: str, metrics: dict, latency_ms: dict, training_con
 
 
 def write_metrics(path: Path, doc: dict) -> None:
-    write_text_atomic(path, json.dumps(doc, indent=2) + "\n")
+    write_text_atomic(path, json.dumps(doc, indent=2, allow_nan=False) + "\n")
 
 
 def deterministic_part(doc: dict) -> dict:

@@ -168,6 +168,7 @@ def main(name: str, argv=None) -> None:
 
     from veid_ml import export, governance, metrics
 
+    source = governance.source_state(name)  # the code as it is now, when it is loaded, not after hours of training
     started_on = metrics.utc_now()
     started = time.perf_counter()
     data = task.load_data(cfg, args.data_dir)
@@ -191,7 +192,7 @@ def main(name: str, argv=None) -> None:
     if evaluation.curve is not None:
         metrics.save_curve_plot(out_dir / "roc_det.png", *evaluation.curve)
     governance.write_run_provenance(out_dir, name, argv=sys.argv, config=doc["training_config"],
-                                    dataset=doc["dataset"], manifest=manifest, started_on=started_on,
+                                    dataset=doc["dataset"], manifest=manifest, started_on=started_on, source=source,
                                     data_dir=args.data_dir)
     print(json.dumps({"model": name, "digest": manifest["digest"], "out_dir": str(out_dir),
                       "metrics": doc["metrics"], "inference_latency_ms": doc["inference_latency_ms"],
