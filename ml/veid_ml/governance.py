@@ -25,9 +25,9 @@ PROVENANCE_NAME = "provenance.json"
 BUILD_TYPE = "https://github.com/veid/veid-ml/training/v1"  # names the meaning of buildDefinition, as SLSA asks
 LIBRARIES = ("tensorflow-cpu", "keras", "numpy", "scipy", "scikit-learn", "opencv-python-headless", "pillow", "h5py")
 # Files whose changes can change a model's bytes (besides the model package itself): the shared core, the data engine,
-# the packaging and the pinned requirements; the command line and the benchmark tools never run in training.
+# the packaging and the pinned requirements; the command line, the benchmark tools and the notes never run in training.
 SHARED_INPUTS = ("ml/veid_ml", "pyproject.toml", "ml/requirements-deterministic.txt",
-                 ":(exclude)ml/veid_ml/cli.py", ":(exclude)ml/veid_ml/tools")
+                 ":(exclude)ml/veid_ml/cli.py", ":(exclude)ml/veid_ml/tools", ":(exclude,glob)ml/**/*.md")
 
 
 class ApprovalError(RuntimeError):
