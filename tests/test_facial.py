@@ -1,5 +1,8 @@
 """Facial verification: the quick training profile end to end, the committed model's behaviour, alignment fallback."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -94,3 +97,32 @@ def test_random_impostor_pairs_share_the_genuine_pairs():
     assert strict[2].sum() == 12 and not lfw[2].any()
     impostors = lfw[0][50:]
     assert np.all(labels[impostors[:, 0]] != labels[impostors[:, 1]])
+
+
+def test_training_on_a_users_folder_per_person(tmp_path):
+    """--data-dir as a new user would use it: one folder per person, split by person; strict JSON (no look-alike
+    families in such data, so that rate is null, not NaN)."""
+    import json
+
+    from PIL import Image
+
+    from veid_ml import registry
+    from veid_ml.data import faces
+
+    root = tmp_path / "people"
+    for person in range(12):
+        (root / f"person{person:02d}").mkdir(parents=True)
+        for view in range(3):
+            Image.fromarray(faces.face_image("train", person, view, size=160)).save(
+                root / f"person{person:02d}" / f"{view}.png")
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "train.py", "--profile", "quick", "--data-dir", str(root), "--out-dir",
+                           str(out), "--set", "val_pairs=10", "--set", "test_pairs=10"],
+                          cwd=registry.get("facial_verification").package_dir, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = json.loads((out / "metrics.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in metrics.json"))
+    assert doc["dataset"]["source"] == "data_dir"
+    assert doc["dataset"]["train"]["identities"] == 8  # persons 0 and 10 are test, 1 and 11 validation
+    assert doc["metrics"]["lookalike_false_match_rate_at_stored_threshold"] is None
+    assert "not comparable with the approved model" in proc.stdout

@@ -120,7 +120,7 @@ def fit(task, learner: Learner, data: dict, cfg: dict) -> None:
         epoch_started = time.perf_counter()
         rng = epoch_rng(task.EPOCH_STREAM, epoch, cfg["seed"])
         losses = []
-        with progress_bar(learner.steps_per_epoch, f"epoch {epoch + 1}/{epochs}") as bar:
+        with EpochProgress(learner.steps_per_epoch, f"epoch {epoch + 1}/{epochs}") as bar:
             for batch in task.epoch_batches(data, cfg, rng):
                 losses.append(float(learner.step(*batch)))
                 bar.update(len(losses))
@@ -131,7 +131,7 @@ def fit(task, learner: Learner, data: dict, cfg: dict) -> None:
               f"{f', about {remaining / 60:.1f} min to go' if remaining else ''}", flush=True)
 
 
-class progress_bar:
+class EpochProgress:
     """A Keras progress bar on a terminal; nothing elsewhere (a log gets one line per epoch from fit)."""
 
     def __init__(self, total: int, title: str):
@@ -171,13 +171,18 @@ def main(name: str, argv=None) -> None:
     source = governance.source_state(name)  # the code as it is now, when it is loaded, not after hours of training
     started_on = metrics.utc_now()
     started = time.perf_counter()
-    data = task.load_data(cfg, args.data_dir)
+    try:
+        data = task.load_data(cfg, args.data_dir)
+    except (OSError, ValueError) as e:  # a user's --data-dir folder: say what is wrong with it, no traceback
+        raise SystemExit(f"error: {name}: {e}") from None
     learner = task.build(cfg, data)
     fit(task, learner, data, cfg)
     trained = task.finish(learner, cfg, data, args.data_dir)
     train_seconds = time.perf_counter() - started
 
     out_dir = args.out_dir.resolve()
+    for stale in ("metrics.json", governance.PROVENANCE_NAME):  # a previous run's, until this run writes its own
+        (out_dir / stale).unlink(missing_ok=True)
     manifest = export.export_model(out_dir, spec.artifact, trained.model, trained.signatures)
     serving = export.load_signatures(out_dir / spec.artifact)
     evaluation = task.evaluate(serving, cfg, args.data_dir)
