@@ -3,8 +3,8 @@
     cd ml/ocr_extraction && python train.py --seed 42 --export-format savedmodel
 
 Synthetic lines come from veid_ml.data.textlines (printed fields in split-specific fonts: the test fonts are never
-seen in training). --data-dir trains on real crops instead: root/labels.tsv lists '<image path>\\t<text>'; every
-10th line is held out for test and the next one for validation.
+seen in training). --data-dir trains on real crops instead: root/labels.tsv lists '<image path>\\t<text>', split by
+training.split_indices (every 10th line held out for test, the next one for validation).
 
 Metrics are character-level: "accuracy" is 1 - CER; precision / recall / f1_score count the characters matched in a
 minimum-edit-distance alignment of prediction and ground truth (precision = matched / predicted characters, recall =
@@ -46,10 +46,9 @@ def _real_splits(data_dir: Path) -> dict:
 
     images, texts = real.load_ocr(data_dir)
     lines = np.stack([fit_line(image) for image in images])
-    which = np.arange(len(texts)) % 10
     splits = {}
-    for split, mask in (("test", which == 0), ("val", which == 1), ("train", which >= 2)):
-        idx = np.flatnonzero(mask)
+    for split in ("test", "val", "train"):
+        idx = training.split_indices(len(texts), split)
         splits[split] = (lines[idx], [texts[i] for i in idx], ["real"] * len(idx))
     return splits
 

@@ -1,8 +1,9 @@
-"""Image input: turn a path, encoded bytes or a numpy array into one H×W×3 uint8 RGB array, or refuse it with InputError.
+"""Image input: a path, encoded bytes or a numpy array → one H×W×3 uint8 RGB array, or an InputError refusing it.
 
 Every model sees pixels through `load_rgb`, so this is where "the same input gives the same pixels on every machine"
-is decided. Decoding is Pillow only (its JPEG, PNG, GIF, WebP, BMP and TIFF readers; OpenCV's decoders differ across
-builds), and nothing here uses floating point: every step below is integer arithmetic or a lossless pixel permutation.
+is decided. Decoding is Pillow only (one pinned decoder stack: its JPEG, PNG, GIF, WebP, BMP and TIFF readers, never
+OpenCV's separately built codecs), and nothing here resamples or uses floating point: every step below is integer
+arithmetic (Pillow's integer conversions, or numpy on integers) or a lossless pixel permutation.
 
 The conversion rule, applied identically to decoded files and to arrays (files are first reduced by Pillow to the array
 forms named in brackets, then both go through the same numpy code):
@@ -11,7 +12,8 @@ forms named in brackets, then both go through the same numpy code):
    (PSD, EPS, ICO, PPM, JPEG 2000, ...) is refused: a small decoder surface, and no format that runs external programs.
 2. Size, checked from the header BEFORE any pixel data is decoded, and on the array's shape: width × height above
    `max_pixels` (default 40 megapixels) → ImageTooLargeError; the shorter side below `min_side` (default 32 px) →
-   ImageTooSmallError. Files larger than `max_bytes` (default 128 MiB) are refused before they are read.
+   ImageTooSmallError. Files larger than `max_bytes` (default 128 MiB) are refused before they are read. Pillow's
+   own bomb guard (2 × Image.MAX_IMAGE_PIXELS, ~179 MP) still applies above that: a larger max_pixels cannot lift it.
 3. Animation: animated GIF / APNG / WebP and multi-picture MPO / multi-page TIFF give their first frame (frame 0 as
    Pillow opens it), the still image a viewer without animation support shows. Refusing would reject ordinary uploads
    for being saved by an animating tool; later frames are never decoded.
@@ -32,7 +34,7 @@ forms named in brackets, then both go through the same numpy code):
      always 16-bit data in a wider container.
    - Refused (UnsupportedImageError): floating point (TIFF mode F, float arrays), LAB, and any other mode; arrays
      that are not uint8/uint16 or not H×W, H×W×1, H×W×3 or H×W×4 (two channels is ambiguous, five is not an image).
-   - Embedded ICC colour profiles are ignored: colour management is float arithmetic that differs across builds.
+   - Embedded ICC colour profiles are ignored: colour management is float arithmetic (LittleCMS) nothing here pins.
 6. Output: a new, writeable, C-contiguous H×W×3 uint8 array (never a view of the caller's array).
 
 Hostile input raises InputError (a ValueError) and nothing else: unrecognised or corrupt data, truncated files (Pillow's
@@ -49,6 +51,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import stat
 from typing import Union
 
@@ -213,17 +216,19 @@ def _decode(data: bytes, source: str, min_side: int, max_pixels: int) -> np.ndar
         raise UnreadableImageError(source, "is empty (0 bytes)")
     try:
         img = Image.open(io.BytesIO(data), formats=FORMATS)  # reads the header only
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):  # the Warning when filters make it raise
-        raise ImageTooLargeError(source, "declares more pixels than Pillow's decompression-bomb limit") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:  # Warning: when filters raise it
+        raise _pillow_bomb(source, exc, max_pixels) from None
     except Image.UnidentifiedImageError:
         raise UnreadableImageError(source, f"is not a {_FORMAT_NAMES} image (unrecognised or corrupt header)") from None
     except Exception as exc:  # Pillow's header parsers raise many types on junk; all mean the same to the caller
-        raise UnreadableImageError(source, "has a corrupt image header") from exc
+        raise UnreadableImageError(source, "has a corrupt or oversized image header") from exc
     with img:
         fmt = img.format or "image"
         _check_size(source, img.width, img.height, min_side, max_pixels)
         if fmt in ("JPEG", "MPO"):
-            scans = data.count(b"\xff\xda")  # SOS markers; entropy-coded data never contains FF DA (FF is stuffed)
+            # SOS markers: entropy-coded data never holds FF DA (FF is stuffed as FF 00), so this over-counts only
+            # through embedded JPEGs (EXIF thumbnails, MPO frames), which the limit leaves room for.
+            scans = data.count(b"\xff\xda")
             if scans > MAX_JPEG_SCANS:
                 raise UnsupportedImageError(source, f"is a JPEG with {scans} scans, more than the {MAX_JPEG_SCANS} "
                                                     f"allowed (no camera writes that many; each costs a full pass)")
@@ -231,12 +236,22 @@ def _decode(data: bytes, source: str, min_side: int, max_pixels: int) -> np.ndar
             native = _pil_to_native(img, source)
         except InputError:
             raise
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise ImageTooLargeError(source, "declares more pixels than Pillow's decompression-bomb limit") from None
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise _pillow_bomb(source, exc, max_pixels) from None
         except Exception as exc:  # OSError "image file is truncated", SyntaxError, zlib/struct errors, MemoryError...
             raise UnreadableImageError(source, f"is truncated or corrupt ({fmt} data could not be decoded)") from exc
     # The rotated frame can be another size only by swapping sides: the checks above still hold.
     return _native_to_rgb(native, source)
+
+
+def _pillow_bomb(source: str, exc: Exception, max_pixels: int) -> ImageTooLargeError:
+    """Pillow's own bomb guard fired (before our header check could run): the same message, its pixel count."""
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    if found is None:
+        return ImageTooLargeError(source, "declares more pixels than Pillow's decompression-bomb limit")
+    pixels = int(found[1])
+    limit = f"the {max_pixels}-pixel limit" if pixels > max_pixels else "Pillow's decompression-bomb limit"
+    return ImageTooLargeError(source, f"declares {pixels} pixels, more than {limit}")
 
 
 def _pil_to_native(img: Image.Image, source: str) -> np.ndarray:
@@ -284,6 +299,7 @@ def _exif_orientation(img: Image.Image) -> int:
 
 
 def _from_array(array: np.ndarray, min_side: int, max_pixels: int) -> np.ndarray:
+    array = np.asarray(array)  # np.matrix / masked arrays → a plain ndarray view (a matrix cannot grow a 3rd axis)
     source = f"array (shape {tuple(array.shape)}, dtype {array.dtype})"
     if array.dtype.kind != "u" or array.dtype.itemsize not in (1, 2):
         raise UnsupportedImageError(source, "has an unsupported dtype; image arrays must be uint8 or uint16")
