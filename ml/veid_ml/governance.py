@@ -88,7 +88,8 @@ def write_run_provenance(out_dir: Path, name: str, argv: list[str], config: dict
                     {"uri": "git+veid-ml", "digest": {"gitCommit": source["commit"]},
                      "annotations": {"uncommitted_model_inputs": source["uncommitted"]}},
                     {"uri": "veid-ml:training-data", "annotations": {"dataset": dataset}},
-                    *(pretrained or []),
+                    *({"name": w["name"], "uri": w.get("source", w["name"]), "digest": {"sha256": w["sha256"]},
+                       "annotations": {"license": w.get("license")}} for w in pretrained or []),
                 ],
             },
             "runDetails": {

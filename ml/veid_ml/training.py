@@ -46,6 +46,9 @@ class Trained:
     signatures: dict  # signature key -> tf.function with input_signature
     dataset: dict  # sizes and content hashes of the data the model was trained/validated on
     info: dict = dataclasses.field(default_factory=dict)  # deterministic extras for metrics.json (e.g. thresholds)
+    # initial weights this model was built from: [{"name": file, "sha256": ..., "license": ..., "source": package}];
+    # written into metrics.json ("initial_weights") and the provenance's resolved dependencies
+    pretrained: list = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -192,13 +195,15 @@ def main(name: str, argv=None) -> None:
         name, evaluation.metrics, latency, training_config={**cfg, "profile": args.profile}, dataset=trained.dataset,
         determinism=settings,
         timing={"train_seconds": train_seconds, "total_seconds": time.perf_counter() - started},
-        model_digest=manifest["digest"], **trained.info, **evaluation.info)
+        model_digest=manifest["digest"],
+        initial_weights=trained.pretrained or "none: every weight trained here from a seeded random initialisation",
+        **trained.info, **evaluation.info)
     metrics.write_metrics(out_dir / "metrics.json", doc)
     if evaluation.curve is not None:
         metrics.save_curve_plot(out_dir / "roc_det.png", *evaluation.curve)
     governance.write_run_provenance(out_dir, name, argv=sys.argv, config=doc["training_config"],
                                     dataset=doc["dataset"], manifest=manifest, started_on=started_on, source=source,
-                                    data_dir=args.data_dir)
+                                    data_dir=args.data_dir, pretrained=trained.pretrained)
     print(json.dumps({"model": name, "digest": manifest["digest"], "out_dir": str(out_dir),
                       "metrics": doc["metrics"], "inference_latency_ms": doc["inference_latency_ms"],
                       "train_seconds": round(train_seconds, 1)}, indent=2))
