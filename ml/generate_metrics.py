@@ -5,4 +5,4 @@ import sys
 from veid_ml import cli
 
 if __name__ == "__main__":
-    sys.exit(cli.main(["metrics", *sys.argv[1:]]))
+    sys.exit(cli.main(["evaluate", *sys.argv[1:]]))
