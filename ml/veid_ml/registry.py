@@ -41,6 +41,7 @@ MODELS = {
         ModelSpec("facial_verification", "facial_model"),
         ModelSpec("liveness_detection", "liveness_model"),
         ModelSpec("ocr_extraction", "ocr_model"),
+        ModelSpec("face_detection", "face_detection_model"),
     )
 }
 
