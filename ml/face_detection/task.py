@@ -33,12 +33,11 @@ matched greedily by descending score; a detection on a TD3 ghost face is neither
 --data-dir is not supported: nothing is trained, and evaluating on real photos needs box annotations.
 """
 
-import hashlib
 from importlib import metadata
 
 import numpy as np
 
-from veid_ml import training
+from veid_ml import hashing, training
 from veid_ml.data.rng import content_hash
 
 CONFIG = {
@@ -272,7 +271,7 @@ def pretrained_weights() -> list[dict]:
         raise RuntimeError(f"mtcnn {version} is installed; this model ports {WHEEL} "
                            "(ml/requirements-deterministic.txt)")
     folder = weights_dir()
-    return [{"name": name, "sha256": hashlib.sha256((folder / name).read_bytes()).hexdigest(), "license": "MIT",
+    return [{"name": name, "sha256": hashing.file_sha256(folder / name), "license": "MIT",
              "source": f"{WHEEL} wheel (PyPI)"} for name in WEIGHT_FILES]
 
 
@@ -306,19 +305,3 @@ def evaluate(serving, cfg: dict, data_dir) -> training.Evaluation:
         landscape = np.ascontiguousarray(np.resize(split["selfie"][0][0], (480, 640, 3)))
     return training.Evaluation(metrics, {"image": landscape}, (y, s, "face in image (test)"),
                                {"test_set": split_summary(split)})
-
-
-def detection_rate(serve, folder) -> dict:
-    """On a folder of real photos with one face each (e.g. Yale): how many have a face found, and exactly one."""
-    from pathlib import Path
-
-    from PIL import Image
-
-    files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in {".png", ".jpg", ".jpeg", ".gif"})
-    counts = []
-    for path in files:
-        with Image.open(path) as im:
-            counts.append(len(run(serve, [np.asarray(im.convert("RGB"))])[0]["scores"]))
-    counts = np.array(counts)
-    return {"images": len(files), "with_a_face": int((counts > 0).sum()), "exactly_one": int((counts == 1).sum()),
-            "detection_rate": float((counts > 0).mean()) if len(files) else None}

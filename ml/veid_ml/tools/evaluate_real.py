@@ -1,4 +1,5 @@
-"""`veid-ml eval-real facial|liveness --faces DIR`: the approved models on real photos, never used to train or tune.
+"""`veid-ml eval-real facial|liveness|face-detection --faces DIR`: the approved models on real photos, never used to
+train or tune.
 
 facial: every image is aligned with veid_ml.face_align (MTCNN eyes -> the synthetic crop), embedded with the
 SavedModel's `embed` signature, and ALL pairs are scored by cosine similarity. Files are named subjectNN_<condition>
@@ -8,6 +9,9 @@ optimistic upper bound; the accuracy at the stored (synthetic-validation) thresh
 liveness: scores REAL bona fide photos; the share accepted is 1 - BPCER on real data. The Yale faces are grayscale,
 frontal and roughly centred, so a square centre crop (side = image height) frames them like the synthetic training
 renders; the grey channel is repeated to RGB, as the serving contract asks.
+
+face-detection: runs the detector on each real photo (one person per photo, e.g. Yale) as the API will, whole image
+in, and counts the photos with a face found and with exactly one face.
 """
 
 import re
@@ -85,18 +89,27 @@ def centre_crop(path: Path, size: int):
     return np.asarray(im, np.float32) / 255.0
 
 
-def cmd_liveness(args) -> int:
-    files = sorted(f for f in args.faces.glob("*") if f.suffix.lower() in IMAGE_SUFFIXES) if args.faces.is_dir() else []
+def photos_and_model(args, command: str):
+    """(the image files in --faces, the --model's serving signature), or (None, None) after saying there are no images;
+    determinism is configured before TensorFlow loads the model."""
+    folder = args.faces
+    files = sorted(f for f in folder.glob("*") if f.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
     if not files:
-        print(f"eval-real liveness: no images in {args.faces}", file=sys.stderr)
-        return 2
+        print(f"eval-real {command}: no images in {folder}", file=sys.stderr)
+        return None, None
     determinism.configure(reexec=False)
+    from veid_ml import export
+
+    return files, export.load_serving(args.model)
+
+
+def cmd_liveness(args) -> int:
+    files, serve = photos_and_model(args, "liveness")
+    if files is None:
+        return 2
     import numpy as np
     import tensorflow as tf
 
-    from veid_ml import export
-
-    serve = export.load_serving(args.model)
     size = serve.structured_input_signature[1]["image"].shape[1]
     images = np.stack([centre_crop(f, size) for f in files])
     out = serve(image=tf.constant(images))
@@ -114,13 +127,32 @@ def cmd_liveness(args) -> int:
     return 0
 
 
+def cmd_face_detection(args) -> int:
+    files, serve = photos_and_model(args, "face-detection")
+    if files is None:
+        return 2
+    import numpy as np
+    import tensorflow as tf
+    from PIL import Image
+
+    counts = []
+    for path in files:
+        with Image.open(path) as im:
+            counts.append(int(serve(image=tf.constant(np.asarray(im.convert("RGB"))))["scores"].shape[0]))
+    counts = np.array(counts)
+    print(f"{len(files)} real photos from {args.faces}: a face found in {int((counts > 0).sum())}, exactly one in "
+          f"{int((counts == 1).sum())} (detection rate {(counts > 0).mean():.4f})")
+    return 0
+
+
 def _approved_model_dir(name: str) -> Path:
     spec = registry.get(name)
     return spec.weights_dir / spec.artifact
 
 
 def register(eval_subparsers) -> None:
-    """Add `facial` and `liveness` to `veid-ml eval-real`: each reads a folder of real faces with an approved model."""
+    """Add `facial`, `liveness` and `face-detection` to `veid-ml eval-real`: each reads a folder of real faces with an
+    approved model."""
     sections = __doc__.split("\n\n")
     commands = (
         ("facial", cmd_facial, "facial_verification", sections[1],
@@ -129,6 +161,9 @@ def register(eval_subparsers) -> None:
         ("liveness", cmd_liveness, "liveness_detection", sections[2],
          "share of real bona fide photos accepted (1 - BPCER)",
          "folder of real bona fide face photos (<name>_<condition>.<ext>)"),
+        ("face-detection", cmd_face_detection, "face_detection", sections[3],
+         "share of real one-person photos in which the detector finds a face (and exactly one)",
+         "folder of real photos with one person each"),
     )
     for name, fn, model, description, summary, faces_help in commands:
         parser = add_command(eval_subparsers, name, fn, help=summary, description=description)
