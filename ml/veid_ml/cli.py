@@ -132,8 +132,9 @@ def main(argv=None) -> int:
     t.add_argument("--profile", choices=["full", "quick"], default="full")
     t.set_defaults(fn=cmd_train)
 
-    m = sub.add_parser("evaluate", aliases=["metrics"], help="re-evaluate the approved model on its held-out test split "
-                                                            "and rewrite its metrics.json (generate_metrics.py)")
+    m = sub.add_parser("evaluate", aliases=["metrics"],
+                       help="re-evaluate the approved model on its held-out test split and rewrite its metrics.json "
+                            "(generate_metrics.py)")
     m.add_argument("--model", required=True, choices=sorted(registry.MODELS))
     m.set_defaults(fn=cmd_metrics)
 

@@ -28,6 +28,7 @@ from typing import Callable
 import numpy as np
 
 from veid_ml import determinism, registry
+from veid_ml.data.parallel import Progress
 from veid_ml.data.rng import sample_rng
 
 
@@ -123,37 +124,15 @@ def fit(task, learner: Learner, data: dict, cfg: dict) -> None:
         epoch_started = time.perf_counter()
         rng = epoch_rng(task.EPOCH_STREAM, epoch, cfg["seed"])
         losses = []
-        with EpochProgress(learner.steps_per_epoch, f"epoch {epoch + 1}/{epochs}") as bar:
-            for batch in task.epoch_batches(data, cfg, rng):
-                losses.append(float(learner.step(*batch)))
-                bar.update(len(losses))
+        bar = Progress(learner.steps_per_epoch, f"epoch {epoch + 1}/{epochs}", unit="step", done_line=False)
+        for batch in task.epoch_batches(data, cfg, rng):  # the epoch's log line is printed below
+            losses.append(float(learner.step(*batch)))
+            bar.update(len(losses))
         took = time.perf_counter() - epoch_started
         remaining = (time.perf_counter() - started) / (epoch + 1) * (epochs - epoch - 1)
         extra = f", {learner.report()}" if learner.report else ""
         print(f"epoch {epoch + 1}/{epochs}: loss {np.mean(losses):.4f}{extra}; {took:.0f} s"
               f"{f', about {remaining / 60:.1f} min to go' if remaining else ''}", flush=True)
-
-
-class EpochProgress:
-    """A Keras progress bar on a terminal; nothing elsewhere (a log gets one line per epoch from fit)."""
-
-    def __init__(self, total: int, title: str):
-        self.bar = None
-        if sys.stdout.isatty():
-            import keras
-
-            print(title, flush=True)
-            self.bar = keras.utils.Progbar(total, unit_name="step")
-
-    def __enter__(self):
-        return self
-
-    def update(self, done: int) -> None:
-        if self.bar is not None:
-            self.bar.update(done)
-
-    def __exit__(self, *exc):
-        return False
 
 
 def main(name: str, argv=None) -> None:

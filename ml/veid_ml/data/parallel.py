@@ -33,7 +33,7 @@ def generate(fn, n: int, workers: int | None = None, desc: str = "", chunk: int 
     """
     workers = default_workers() if workers is None else workers
     chunks = [range(s, min(n, s + chunk)) for s in range(0, n, chunk)]
-    bar = _Progress(n, desc)
+    bar = Progress(n, desc)
     out = []
     if workers <= 1 or n <= chunk:
         for c in chunks:
@@ -48,23 +48,23 @@ def generate(fn, n: int, workers: int | None = None, desc: str = "", chunk: int 
     return out
 
 
-class _Progress:
-    """Keras' progress bar on a terminal when Keras is already loaded (training); in a log, one line when done; silent
-    for data tools that never load Keras."""
+class Progress:
+    """Keras' progress bar on a terminal when Keras is already loaded (training); in a log, one line when done (unless
+    the caller prints its own, done_line=False); silent for data tools that never load Keras."""
 
-    def __init__(self, total, desc):
-        self._bar, self._desc, self._total, self._started = None, None, total, time.perf_counter()
+    def __init__(self, total, desc, unit: str = "sample", done_line: bool = True):
+        self._bar, self._desc, self._total, self._unit, self._started = None, None, total, unit, time.perf_counter()
         if desc and "keras" in sys.modules:
-            self._desc = desc
+            self._desc = desc if done_line else None
             if sys.stderr.isatty():
                 import keras
 
                 print(desc, file=sys.stderr)
-                self._bar = keras.utils.Progbar(total, unit_name="sample")
+                self._bar = keras.utils.Progbar(total, unit_name=unit)
 
     def update(self, done):
         if self._bar is not None:
             self._bar.update(done)
         elif self._desc and done == self._total:
-            print(f"{self._desc}: {done} samples in {time.perf_counter() - self._started:.0f} s", file=sys.stderr,
+            print(f"{self._desc}: {done} {self._unit}s in {time.perf_counter() - self._started:.0f} s", file=sys.stderr,
                   flush=True)
