@@ -49,7 +49,8 @@ def approved_model_dir(name: str) -> Path:
     path = spec.weights_dir / spec.artifact
     if not (path / "saved_model.pb").is_file():
         pytest.fail(f"the approved {name} model is missing: {path / 'saved_model.pb'} is committed to the repository "
-                    f"(restore it with git, or `veid-ml train --model {name}` then `veid-ml approve {name}`)", pytrace=False)
+                    f"(restore it with git, or `veid-ml train --model {name}` then `veid-ml approve {name}`)",
+                    pytrace=False)
     return path
 
 

@@ -100,15 +100,17 @@ def _selfie_view(params: dict, rng: np.random.Generator, size_range, portrait: b
     return view, offset, frame
 
 
-def selfie(split: str, index: int, seed: int = 42, size_range=(0.1, 0.7), face: bool = True):
+def selfie(split: str, index: int, seed: int = 42, size_range=(0.1, 0.7), face: bool = True,
+           identity: int | None = None):
     """(image uint8 (H, W, 3), landmarks (F, 5, 2), boxes (F, 4)); F = 1, or 0 for a face-free scene (face=False).
+    identity: show this split identity instead of the one the sample draws (every other draw unchanged).
 
     A face render of a split identity in its own room (wall, furniture, shoulders) cut to a 640 x 480 or 480 x 640
     frame, then the shared camera step (exposure, blur, noise, JPEG; a fifth of the views in grey)."""
     kind = "face_detection_selfie" if face else "face_detection_empty"
     rng = sample_rng(kind, split, index, seed)
-    identity = int(rng.integers(faces.SPLIT_IDENTITIES[split]))
-    params = faces.identity_params(split, identity, seed)
+    drawn = int(rng.integers(faces.SPLIT_IDENTITIES[split]))
+    params = faces.identity_params(split, drawn if identity is None else identity, seed)
     view, offset, frame = _selfie_view(params, rng, size_range, portrait=bool(rng.random() < 0.5),
                                        face_in_frame=face)
     x0, y0 = int(offset[0]), int(offset[1])

@@ -153,22 +153,20 @@ def field_boxes(page: np.ndarray, layout: str) -> dict[str, tuple[int, int, int,
     return boxes
 
 
-def recognise(ocr_serving, crops: list[np.ndarray]) -> tuple[list[str], list[list[float]]]:
-    """Texts and per-character confidences of grey line crops, read in one batch."""
-    batch = np.stack([fit_line(c) for c in crops]).astype(np.float32)[..., None] / 255.0
-    out = ocr_serving(image=batch)
-    texts = [t.decode("utf-8") for t in np.asarray(out["text"])]
-    confidences = np.asarray(out["char_confidences"])
-    return texts, [confidences[i, : len(t)].tolist() for i, t in enumerate(texts)]
+@dataclasses.dataclass
+class LocatedDocument:
+    """Where the text is: the card's layout and corners, and every line as the recogniser's input (fit_line)."""
+
+    layout: str
+    quad: np.ndarray  # float32 [4, 2] card corners in image pixels
+    mrz_lines: np.ndarray  # uint8 [n, LINE_HEIGHT, LINE_WIDTH], top to bottom
+    field_names: list[str]
+    field_lines: np.ndarray  # uint8 [len(field_names), LINE_HEIGHT, LINE_WIDTH]
 
 
-def read_document(image_rgb: np.ndarray, ocr_serving) -> dict:
-    """Read a photographed TD1 card or TD3 passport page.
-
-    Returns {"layout", "document_quad" (4 corners in image pixels), "mrz_lines", "mrz" (parsed fields, checks,
-    failed_checks, valid, per-field confidences; None if the lines do not form an MRZ), "fields" (printed values by
-    name), "field_confidences" (lowest character confidence per printed field)}.
-    """
+def locate(image_rgb: np.ndarray) -> LocatedDocument:
+    """Find the card, flatten it and cut out its MRZ and printed-field lines (steps 1-3 of the module docstring).
+    Raises ValueError naming what was not found."""
     image_rgb = np.asarray(image_rgb)
     if image_rgb.ndim != 3 or image_rgb.shape[2] != 3 or image_rgb.dtype != np.uint8:
         raise ValueError(f"expected an RGB uint8 image [H, W, 3], got {image_rgb.dtype} {image_rgb.shape}")
@@ -177,10 +175,25 @@ def read_document(image_rgb: np.ndarray, ocr_serving) -> dict:
     page, layout = flatten_card(gray, quad)
     mrz_boxes = mrz_line_boxes(page, layout)
     fields = field_boxes(page, layout)
-    boxes = mrz_boxes + list(fields.values())
-    texts, confidences = recognise(ocr_serving, [page[y0:y1, x0:x1] for x0, y0, x1, y1 in boxes])
-
+    fitted = [fit_line(page[y0:y1, x0:x1]) for x0, y0, x1, y1 in mrz_boxes + list(fields.values())]
     n = len(mrz_boxes)
+    return LocatedDocument(layout, quad, np.stack(fitted[:n]), list(fields), np.stack(fitted[n:]))
+
+
+def recognise(ocr_serving, lines: np.ndarray) -> tuple[list[str], list[list[float]]]:
+    """Texts and per-character confidences of fitted grey lines (uint8 [N, LINE_HEIGHT, LINE_WIDTH]), one batch."""
+    out = ocr_serving(image=np.asarray(lines, np.float32)[..., None] / 255.0)
+    texts = [t.decode("utf-8") for t in np.asarray(out["text"])]
+    confidences = np.asarray(out["char_confidences"])
+    return texts, [confidences[i, : len(t)].tolist() for i, t in enumerate(texts)]
+
+
+def parse(located: LocatedDocument, texts: list[str], confidences: list[list[float]]) -> dict:
+    """The reading of a located document from the recogniser's texts (MRZ lines first, then the printed fields):
+    {"layout", "document_quad" (4 corners in image pixels), "mrz_lines", "mrz" (parsed fields, checks, failed_checks,
+    valid, per-field confidences; None if the lines do not form an MRZ), "fields" (printed values by name),
+    "field_confidences" (lowest character confidence per printed field)}."""
+    n = len(located.mrz_lines)
     kept = [[(ch, cf) for ch, cf in zip(t, c) if ch != " "] for t, c in zip(texts[:n], confidences[:n])]  # no spaces
     mrz_lines = ["".join(ch for ch, _ in line) for line in kept]
     try:
@@ -189,10 +202,17 @@ def read_document(image_rgb: np.ndarray, ocr_serving) -> dict:
     except ValueError:  # misread line lengths or characters: report the raw lines, no parse
         mrz_doc = None
     return {
-        "layout": layout,
-        "document_quad": quad.round(1).tolist(),
+        "layout": located.layout,
+        "document_quad": located.quad.round(1).tolist(),
         "mrz_lines": mrz_lines,
         "mrz": mrz_doc,
-        "fields": dict(zip(fields, texts[n:])),
-        "field_confidences": {name: min(c, default=0.0) for name, c in zip(fields, confidences[n:])},
+        "fields": dict(zip(located.field_names, texts[n:])),
+        "field_confidences": {name: min(c, default=0.0) for name, c in zip(located.field_names, confidences[n:])},
     }
+
+
+def read_document(image_rgb: np.ndarray, ocr_serving) -> dict:
+    """Read a photographed TD1 card or TD3 passport page: locate, recognise every line in one batch, parse."""
+    located = locate(image_rgb)
+    texts, confidences = recognise(ocr_serving, np.concatenate([located.mrz_lines, located.field_lines]))
+    return parse(located, texts, confidences)

@@ -106,8 +106,10 @@ def _draw_mrz(draw, lines, layout, y_top, boxes):
     boxes["mrz"] = [*line_boxes[:, :2].min(axis=0).tolist(), *line_boxes[:, 2:].max(axis=0).tolist()]
 
 
-def render_page(person: dict, layout: str, split: str, index: int, seed: int, rng: np.random.Generator):
-    """(page RGB uint8, printed fields, MRZ lines, boxes in page pixels)."""
+def render_page(person: dict, layout: str, split: str, index: int, seed: int, rng: np.random.Generator,
+                mrz_lines: list[str] | None = None):
+    """(page RGB uint8, printed fields, MRZ lines, boxes in page pixels). mrz_lines: print these instead of the
+    person's MRZ (a forged or tampered zone, for the demo and tests)."""
     w, h, mm = PAGE[layout]
     page = Image.fromarray(security_background(h, w, rng).astype(np.uint8))
     draw = ImageDraw.Draw(page)
@@ -163,7 +165,7 @@ def render_page(person: dict, layout: str, split: str, index: int, seed: int, rn
         y += row_h
 
     # MRZ band: a clear zone (lighter) with the machine-readable lines
-    lines = mrz.BUILDERS[layout](mrz_fields(person, layout))
+    lines = mrz_lines or mrz.BUILDERS[layout](mrz_fields(person, layout))
     if len(lines) != MRZ_LINES[layout]:
         raise ValueError(f"{layout} MRZ has {len(lines)} lines, document_layout.MRZ_LINES says {MRZ_LINES[layout]}")
     band_top = h - MRZ_BAND[layout] * mm
@@ -185,8 +187,8 @@ def _desk(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
     return np.clip(colour * gradient + paper(h, w, rng)[:, :, None] * rng.uniform(3, 12), 0, 255)
 
 
-def document_sample(index: int, split: str, seed: int = 42, layout: str = "TD1"):
-    """(image uint8 RGB, fields, layout_info) for one photographed document.
+def document_sample(index: int, split: str, seed: int = 42, layout: str = "TD1", mrz_lines: list[str] | None = None):
+    """(image uint8 RGB, fields, layout_info) for one photographed document (mrz_lines: see render_page).
 
     fields: the printed values plus 'mrz' (the MRZ lines). layout_info: 'layout', 'page_size', 'boxes' (name -> axis-
     aligned [x0, y0, x1, y1] in image pixels) and 'quads' (name -> 4 corner points, the exact warped rectangle) for
@@ -196,7 +198,7 @@ def document_sample(index: int, split: str, seed: int = 42, layout: str = "TD1")
         raise ValueError(f"layout must be one of {tuple(PAGE)}, got {layout!r}")
     rng = sample_rng(f"document_{layout}", split, index, seed)
     person = person_fields(split, index, seed)
-    page, fields, lines, page_boxes = render_page(person, layout, split, index, seed, rng)
+    page, fields, lines, page_boxes = render_page(person, layout, split, index, seed, rng, mrz_lines)
     h, w = page.shape[:2]
     out_w, out_h = OUTPUT[layout]
 

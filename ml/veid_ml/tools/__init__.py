@@ -1,8 +1,8 @@
 """`veid-ml` tool commands: benchmarks, evaluation on real photos, data checks and the inference fingerprint.
 
-`register(subparsers)` adds the groups `bench`, `eval-real`, `check` and the command `fingerprint` to the CLI's
-subparsers; each command sets `fn(args) -> int` like the commands in veid_ml.cli. Nothing here imports TensorFlow at
-import time: the commands that need it call veid_ml.determinism.configure() first.
+`register(subparsers)` adds the groups `bench`, `eval-real`, `check` and the commands `score`, `demo` and
+`fingerprint` to the CLI's subparsers; each command sets `fn(args) -> int` like the commands in veid_ml.cli. Nothing
+here imports TensorFlow at import time: the commands that need it call veid_ml.determinism.configure() first.
 """
 
 import argparse
@@ -19,13 +19,14 @@ def add_command(subparsers, name: str, fn, help: str, description: str) -> argpa
 def register(subparsers) -> None:
     """Add the tool commands to `veid-ml`'s subparsers (argparse's add_subparsers() result)."""
     # imported here, not at module level, so `python -m veid_ml.tools.bench --worker` does not import itself twice
-    from veid_ml.tools import bench, checks, evaluate_real, fingerprint, ocr_bench
+    from veid_ml.tools import bench, checks, evaluate_real, fingerprint, ocr_bench, pipeline
 
-    bench_parser = subparsers.add_parser("bench", help="training-time, determinism-cost and OCR benchmarks",
+    bench_parser = subparsers.add_parser("bench", help="training-time, determinism-cost, OCR and pipeline benchmarks",
                                          description="Benchmarks; run nothing else on the machine meanwhile.")
     bench_sub = bench_parser.add_subparsers(dest="bench_command", required=True, metavar="BENCHMARK")
     bench.register(bench_sub)
     ocr_bench.register(bench_sub)
+    pipeline.register(subparsers, bench_sub)  # `score` and `demo`, and `bench pipeline`
 
     eval_parser = subparsers.add_parser("eval-real", help="score the approved models on a folder of real photos",
                                         description="Score the approved models on real photos, never used in training.")

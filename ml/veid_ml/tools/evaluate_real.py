@@ -1,14 +1,15 @@
 """`veid-ml eval-real facial|liveness|face-detection --faces DIR`: the approved models on real photos, never used to
 train or tune.
 
-facial: every image is aligned with veid_ml.face_align (MTCNN eyes -> the synthetic crop), embedded with the
-SavedModel's `embed` signature, and ALL pairs are scored by cosine similarity. Files are named subjectNN_<condition>
+facial: every image is aligned as the VEID pipeline aligns a selfie (the approved face_detection model's eyes ->
+veid_ml.alignment's integer crop), embedded with the SavedModel's `embed` signature, and ALL pairs are scored by
+the pipeline's integer similarity (veid_ml.scoring, in 1/10000). Files are named subjectNN_<condition>
 (the Yale faces: 15 people x 11 conditions). "best accuracy" picks its threshold on these same pairs, so it is an
 optimistic upper bound; the accuracy at the stored (synthetic-validation) threshold is what a deployment would see.
 
-liveness: scores REAL bona fide photos; the share accepted is 1 - BPCER on real data. The Yale faces are grayscale,
-frontal and roughly centred, so a square centre crop (side = image height) frames them like the synthetic training
-renders; the grey channel is repeated to RGB, as the serving contract asks.
+liveness: scores REAL bona fide photos; the share accepted is 1 - BPCER on real data. Each photo is cropped as the
+VEID pipeline crops a selfie (detector eyes -> the 128 px integer crop; grey repeated to RGB); a photo without a
+detected face counts as rejected.
 
 face-detection: runs the detector on each real photo (one person per photo, e.g. Yale) as the API will, whole image
 in, and counts the photos with a face found and with exactly one face.
@@ -39,54 +40,62 @@ def load_yale(folder: Path):
     return images, np.unique(subjects, return_inverse=True)[1]
 
 
+def pipeline_crops(images, size: int):
+    """(uint8 crops (N, size, size, 3), face found (N,)): each image's largest face, detected by the approved
+    face_detection model and cropped by veid_ml.alignment, as veid_ml.api does; mid grey where no face is found."""
+    import numpy as np
+    import tensorflow as tf
+
+    from veid_ml import alignment, api, export
+
+    detect = export.load_serving(_approved_model_dir("face_detection"))
+    crops, found = [], []
+    for image in images:
+        out = detect(image=tf.constant(image))
+        faces = [{"box": b, "eyes": alignment.eyes_q4(m)} for b, m in zip(out["boxes"].numpy(),
+                                                                         out["landmarks"].numpy())]
+        faces = sorted((f for f in faces if api.usable(f)),
+                       key=lambda f: -(f["box"][2] - f["box"][0]) * (f["box"][3] - f["box"][1]))
+        found.append(bool(faces))
+        crops.append(alignment.crop(image, faces[0]["eyes"], size) if faces
+                     else np.full((size, size, 3), 128, np.uint8))
+    return np.stack(crops), np.array(found)
+
+
 def cmd_facial(args) -> int:
     if not args.faces.is_dir():
         print(f"eval-real facial: no such folder: {args.faces}", file=sys.stderr)
         return 2
-    determinism.configure()  # before TensorFlow (MTCNN and the SavedModel) is imported; re-executes if unpinned
+    determinism.configure(reexec=False)  # before TensorFlow is imported
     import numpy as np
     import tensorflow as tf
     from sklearn import metrics as skm
 
-    from veid_ml import export, face_align, metrics
+    from veid_ml import export, metrics, scoring
 
     images, labels = load_yale(args.faces)
     signatures = export.load_signatures(args.model)
     embed, pair_fn = signatures["embed"], signatures[export.SERVING_KEY]
     size = int(embed.structured_input_signature[1]["image"].shape[1])
-    crops, found = face_align.align_batch(images, size)
-    x = tf.constant(crops.astype(np.float32) / 255.0)
-    emb = embed(image=x)["embedding"].numpy()
-    threshold = float(pair_fn(image_a=x[:1], image_b=x[:1])["threshold"].numpy()[0])
+    crops, found = pipeline_crops(images, size)
+    x = tf.constant(crops.astype(np.float32) / np.float32(255))
+    emb = scoring.quantise_embedding(embed(image=x)["embedding"].numpy())
+    threshold = scoring.basis_points(pair_fn(image_a=x[:1], image_b=x[:1])["threshold"].numpy()[0])
 
     i, j = np.triu_indices(len(labels), k=1)
     genuine = (labels[i] == labels[j]).astype(int)
-    sim = np.sum(emb[i] * emb[j], axis=1)
+    sim = np.array([scoring.similarity_bp(emb[a], emb[b]) for a, b in zip(i, j)])
     thr = skm.roc_curve(genuine, sim)[2]  # every distinct score, as candidate thresholds
     best = max(np.mean((sim >= t) == genuine) for t in thr)
-    print(f"images {len(labels)} ({int(found.sum())} faces found by MTCNN, {int((~found).sum())} centre-cropped), "
+    print(f"images {len(labels)} ({int(found.sum())} faces found by face_detection, {int((~found).sum())} without), "
           f"identities {labels.max() + 1}, pairs {len(sim)} ({genuine.sum()} genuine, {(1 - genuine).sum()} impostor)")
     print(f"AUC {skm.roc_auc_score(genuine, sim):.4f}")
     print(f"EER {metrics.equal_error_rate(genuine, sim)[0]:.4f}")
     print(f"best accuracy {best:.4f} (threshold chosen on these pairs: optimistic)")
     print(f"TAR@FAR=1e-2 {metrics.tpr_at_fpr(genuine, sim, 1e-2)[0]:.4f}")
-    print(f"accuracy at the stored threshold {threshold:.4f}: {np.mean((sim >= threshold) == genuine):.4f} "
+    print(f"accuracy at the stored threshold {threshold}/10000: {np.mean((sim >= threshold) == genuine):.4f} "
           f"(TAR {np.mean(sim[genuine == 1] >= threshold):.4f}, FAR {np.mean(sim[genuine == 0] >= threshold):.4f})")
     return 0
-
-
-def centre_crop(path: Path, size: int):
-    """float32 (size, size, 3) in [0, 1]: the largest centred square, resized, grey repeated to RGB."""
-    import numpy as np
-    from PIL import Image
-
-    with Image.open(path) as im:
-        im = im.convert("RGB")
-    w, h = im.size
-    side = min(w, h)
-    left, top = (w - side) // 2, (h - side) // 2
-    im = im.crop((left, top, left + side, top + side)).resize((size, size), Image.BILINEAR)
-    return np.asarray(im, np.float32) / 255.0
 
 
 def photos_and_model(args, command: str):
@@ -110,11 +119,14 @@ def cmd_liveness(args) -> int:
     import numpy as np
     import tensorflow as tf
 
+    from veid_ml import images
+
     size = serve.structured_input_signature[1]["image"].shape[1]
-    images = np.stack([centre_crop(f, size) for f in files])
-    out = serve(image=tf.constant(images))
-    prob, accepted = out["probability_bona_fide"].numpy(), out["is_bona_fide"].numpy()
-    print(f"{len(files)} real bona fide photos from {args.faces}, model input {size}x{size}, "
+    crops, found = pipeline_crops([images.load_rgb(f) for f in files], size)
+    out = serve(image=tf.constant(crops.astype(np.float32) / np.float32(255)))
+    prob, accepted = out["probability_bona_fide"].numpy(), out["is_bona_fide"].numpy() & found
+    print(f"{len(files)} real bona fide photos from {args.faces} ({int(found.sum())} with a face), model input "
+          f"{size}x{size}, "
           f"threshold {float(out['threshold'].numpy()):.4f}")
     by_condition = {}
     for f, ok in zip(files, accepted):

@@ -1,0 +1,255 @@
+"""The public VEID API: a selfie and an ID document photo in, a score, a decision and its reasons out.
+
+    from veid_ml.api import Verifier
+    verifier = Verifier.load()                 # checks every approved model's bytes against the lock first
+    result = verifier.verify("selfie.jpg", "passport.jpg")
+    result["decision"], result["score"], [r["code"] for r in result["reasons"]]
+
+Images: a file path, encoded bytes or an H x W x 3 uint8 RGB array, decoded by veid_ml.images.load_rgb (one
+documented conversion rule: EXIF orientation, grey/alpha/16-bit, limits). Unusable input raises an
+images.InputError subclass naming the problem; a photo that can be decoded but not judged (no face, two faces, no
+document, an unreadable MRZ, an image under 32 px in verify) gives the decision "retake" with its reason.
+
+The pipeline (each stage timed in `Verifier.timings` after a call):
+  decode -> detect (face_detection on the whole photo) -> align (veid_ml.alignment: integer similarity warp from the
+  detector's eyes) -> liveness (liveness_detection on the selfie's 128 px crop) -> embed (facial_verification's
+  `embed` on the 64 px crops of the selfie and of the document's largest face) -> locate (document_reader: card,
+  MRZ and field lines) -> recognise (ocr_extraction) -> parse (MRZ, check digits, expiry; veid_ml.scoring).
+Every model output becomes an integer once (veid_ml.scoring); the score and decision are integer arithmetic on those.
+The Go package pkg/inference computes the same result from the same PNG inputs (tests/test_go_inference.py).
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+from pathlib import Path
+
+import numpy as np
+
+from veid_ml import alignment, determinism, document_reader, hashing, images, registry, scoring
+from veid_ml.inference import UnapprovedModelError, check_approved
+
+__all__ = ["Verifier", "UnapprovedModelError", "InputError"]
+InputError = images.InputError
+
+FACE_SIZE = 64  # facial_verification's input side
+LIVENESS_SIZE = 128  # liveness_detection's input side
+MRZ_FIELDS = ("surname", "given_names", "document_number", "issuing_state", "nationality", "birth_date", "sex",
+              "expiry_date", "optional_data")
+
+
+def _unit_float(crops: np.ndarray) -> np.ndarray:
+    """uint8 crops as the models' float32 input in [0, 1] (one correctly rounded division per value)."""
+    return crops.astype(np.float32) / np.float32(255)
+
+
+class Verifier:
+    """The four approved models and the pipeline between them. Build with Verifier.load()."""
+
+    def __init__(self, lock_path: Path, digests: dict, signatures: dict):
+        self.lock_path, self.digests = lock_path, digests
+        self._detect = signatures["face_detection"]["serving_default"]
+        self._embed = signatures["facial_verification"]["embed"]
+        self._liveness = signatures["liveness_detection"]["serving_default"]
+        self._ocr = signatures["ocr_extraction"]["serving_default"]
+        import tensorflow as tf
+
+        self._tf = tf
+        # The thresholds are constants inside the approved graphs: read them from the graphs, not from metrics.json.
+        pair = signatures["facial_verification"]["serving_default"]
+        face = tf.zeros([1, FACE_SIZE, FACE_SIZE, 3], tf.float32)
+        self.similarity_threshold = scoring.basis_points(pair(image_a=face, image_b=face)["threshold"].numpy()[0])
+        live = self._liveness(image=tf.zeros([1, LIVENESS_SIZE, LIVENESS_SIZE, 3], tf.float32))
+        self.liveness_threshold = scoring.basis_points(live["threshold"].numpy())
+        self.timings: dict[str, float] = {}
+
+    @classmethod
+    def load(cls, lock_path: str | Path | None = None) -> "Verifier":
+        """Check every approved model's files against the lock (UnapprovedModelError names each difference), then
+        load them. lock_path: default the installed package's ml/models.lock.json."""
+        lock_path = Path(lock_path) if lock_path is not None else registry.LOCK_PATH
+        digests = {name: check_approved(name, lock_path)["digest"] for name in registry.MODELS}
+        determinism.configure(reexec=False)
+        from veid_ml import export
+
+        lock = hashing.read_lock(lock_path)
+        signatures = {}
+        for name in registry.MODELS:
+            entry = lock["models"][name]
+            signatures[name] = export.load_signatures(lock_path.parent / entry["weights_dir"] / entry["artifact"])
+        return cls(lock_path, digests, signatures)
+
+    # -- stages ------------------------------------------------------------------------------------------------
+
+    def _timed(self, stage: str, started: float) -> None:
+        self.timings[stage] = self.timings.get(stage, 0.0) + (time.perf_counter() - started) * 1000
+
+    def _decode(self, image) -> np.ndarray:
+        started = time.perf_counter()
+        try:
+            return images.load_rgb(image)
+        finally:
+            self._timed("decode", started)
+
+    def faces(self, rgb: np.ndarray) -> list[dict]:
+        """Faces found in an RGB uint8 array, largest first: {"box": [x0, y0, x1, y1] int, "eyes": int64 (2, 2) in
+        1/16 px, "score": bp}. Box corners are rounded half to even; equal areas keep the detector's order."""
+        started = time.perf_counter()
+        out = self._detect(image=self._tf.constant(rgb))
+        boxes, marks, scores = (out[k].numpy() for k in ("boxes", "landmarks", "scores"))
+        self._timed("detect", started)
+        found = [{"box": [int(v) for v in np.rint(boxes[i].astype(np.float64))], "eyes": alignment.eyes_q4(marks[i]),
+                  "score": scoring.basis_points(scores[i])} for i in range(len(scores))]
+        return sorted(found, key=lambda f: -(f["box"][2] - f["box"][0]) * (f["box"][3] - f["box"][1]))
+
+    def _crop(self, rgb: np.ndarray, face: dict, size: int) -> np.ndarray:
+        started = time.perf_counter()
+        crop = alignment.crop(rgb, face["eyes"], size)
+        self._timed("align", started)
+        return crop
+
+    def _embedding(self, crop: np.ndarray) -> np.ndarray:
+        started = time.perf_counter()
+        out = self._embed(image=self._tf.constant(_unit_float(crop[None])))["embedding"].numpy()[0]
+        self._timed("embed", started)
+        return scoring.quantise_embedding(out)
+
+    def _liveness_bp(self, crop: np.ndarray) -> int:
+        started = time.perf_counter()
+        out = self._liveness(image=self._tf.constant(_unit_float(crop[None])))["probability_bona_fide"].numpy()[0]
+        self._timed("liveness", started)
+        return scoring.basis_points(out)
+
+    def locate_document(self, rgb: np.ndarray) -> document_reader.LocatedDocument:
+        started = time.perf_counter()
+        try:
+            return document_reader.locate(rgb)
+        finally:
+            self._timed("locate", started)
+
+    def recognise_lines(self, lines: np.ndarray) -> tuple[list[str], list[list[float]]]:
+        started = time.perf_counter()
+        texts, confidences = document_reader.recognise(self._ocr, lines)
+        self._timed("recognise", started)
+        return texts, confidences
+
+    # -- public calls ------------------------------------------------------------------------------------------
+
+    def face_similarity(self, image_a, image_b) -> dict:
+        """{"similarity": bp 0..10000 (cosine of the largest faces), "match": at the approved threshold,
+        "faces_found": (bool, bool)}; similarity 0 and no match when a face is missing or too small."""
+        self.timings = {}
+        embeddings = []
+        for image in (image_a, image_b):
+            rgb = self._decode(image)
+            faces = [f for f in self.faces(rgb) if usable(f)]
+            embeddings.append(self._embedding(self._crop(rgb, faces[0], FACE_SIZE)) if faces else None)
+        found = tuple(e is not None for e in embeddings)
+        similarity = scoring.similarity_bp(*embeddings) if all(found) else 0
+        return {"similarity": similarity, "match": all(found) and similarity >= self.similarity_threshold,
+                "threshold": self.similarity_threshold, "faces_found": found}
+
+    def liveness(self, image) -> dict:
+        """{"score": bp 0..10000, higher = bona fide, "bona_fide", "face_box"} of the largest face; without a usable
+        face: score 0, not bona fide, face_box None."""
+        self.timings = {}
+        rgb = self._decode(image)
+        faces = [f for f in self.faces(rgb) if usable(f)]
+        if not faces:
+            return {"score": 0, "bona_fide": False, "threshold": self.liveness_threshold, "face_box": None}
+        score = self._liveness_bp(self._crop(rgb, faces[0], LIVENESS_SIZE))
+        return {"score": score, "bona_fide": score >= self.liveness_threshold, "threshold": self.liveness_threshold,
+                "face_box": faces[0]["box"]}
+
+    def read_document(self, image) -> dict:
+        """{"mrz_lines", "document_type", "fields" (from the MRZ: MRZ_FIELDS), "check_digits_valid", "checks",
+        "portrait_box", "layout", "printed_fields", "errors"}; what could not be found is listed in errors."""
+        self.timings = {}
+        rgb = self._decode(image)
+        return self._read(rgb, self.faces(rgb))
+
+    def _read(self, rgb: np.ndarray, faces: list[dict]) -> dict:
+        result = {"mrz_lines": [], "document_type": None, "fields": {}, "check_digits_valid": False, "checks": {},
+                  "portrait_box": faces[0]["box"] if faces else None, "layout": None, "printed_fields": {},
+                  "errors": [] if faces else ["no_portrait_on_document"]}
+        try:
+            located = self.locate_document(rgb)
+        except ValueError as e:
+            result["errors"].append(f"no_document_found: {e}")
+            return result
+        texts, confidences = self.recognise_lines(np.concatenate([located.mrz_lines, located.field_lines]))
+        started = time.perf_counter()
+        reading = document_reader.parse(located, texts, confidences)
+        self._timed("parse", started)
+        result.update(layout=reading["layout"], mrz_lines=reading["mrz_lines"], printed_fields=reading["fields"])
+        if reading["mrz"] is None:
+            result["errors"].append("mrz_unreadable: the MRZ lines do not have an MRZ's lengths and characters")
+            return result
+        mrz = reading["mrz"]
+        result.update(document_type=mrz["document_type"], fields={k: mrz[k] for k in MRZ_FIELDS},
+                      check_digits_valid=mrz["valid"], checks=mrz["checks"])
+        return result
+
+    def verify(self, selfie, document, today: datetime.date | None = None) -> dict:
+        """The VEID result: {"score" 0..100, "decision" accept|reject|retake, "reasons" [{"code", "text"}],
+        "components" (every model's integer output), "models" (name -> approved digest), "version"}.
+        today: the date documents must not have expired by (default: today in UTC)."""
+        today = today or datetime.datetime.now(datetime.timezone.utc).date()
+        self.timings = {}
+        reasons, components = [], {}
+        rgb = {}
+        for name, image in (("selfie", selfie), ("document", document)):
+            try:
+                rgb[name] = self._decode(image)
+            except images.ImageTooSmallError as e:
+                reasons.append(scoring.reason("image_too_small", f"{name}: {e}"))
+        selfie_face = document_face = None
+        if "selfie" in rgb:
+            faces = self.faces(rgb["selfie"])
+            components["selfie_faces"] = len(faces)
+            if not faces:
+                reasons.append(scoring.reason("no_face_in_selfie"))
+            elif len(faces) > 1:
+                reasons.append(scoring.reason("multiple_faces_in_selfie", f"{len(faces)} faces"))
+            elif not usable(faces[0]):
+                reasons.append(scoring.reason("face_too_small", "selfie"))
+            else:
+                selfie_face = faces[0]
+            components["selfie_face_box"] = faces[0]["box"] if faces else None
+        document_ok = False
+        if "document" in rgb:
+            faces = self.faces(rgb["document"])
+            components["document_faces"] = len(faces)
+            reading = self._read(rgb["document"], faces)
+            components["portrait_box"] = reading["portrait_box"]
+            if faces and not usable(faces[0]):
+                reasons.append(scoring.reason("face_too_small", "document portrait"))
+            elif faces:
+                document_face = faces[0]
+            for error in reading["errors"]:
+                code, _, detail = error.partition(": ")
+                reasons.append(scoring.reason(code, detail))
+            components["mrz_lines"] = reading["mrz_lines"]
+            components["mrz_checks"] = reading["checks"]
+            if reading["fields"]:
+                found = scoring.document_reasons(reading["checks"], reading["fields"]["expiry_date"], today)
+                reasons += found
+                document_ok = not found
+        similarity = liveness = None
+        if selfie_face is not None:
+            liveness = self._liveness_bp(self._crop(rgb["selfie"], selfie_face, LIVENESS_SIZE))
+            if document_face is not None:
+                similarity = scoring.similarity_bp(self._embedding(self._crop(rgb["selfie"], selfie_face, FACE_SIZE)),
+                                                   self._embedding(self._crop(rgb["document"], document_face,
+                                                                              FACE_SIZE)))
+        components.update(similarity=similarity, similarity_threshold=self.similarity_threshold, liveness=liveness,
+                          liveness_threshold=self.liveness_threshold)
+        result = scoring.combine(similarity, self.similarity_threshold, liveness, self.liveness_threshold,
+                                 document_ok, reasons)
+        return {**result, "components": components, "models": dict(self.digests), "version": scoring.VERSION}
+
+
+def usable(face: dict) -> bool:
+    """Eyes at least alignment.MIN_EYE_DISTANCE_Q4 apart: enough pixels for the face models."""
+    return alignment.eye_distance_sq_q4(face["eyes"]) >= alignment.MIN_EYE_DISTANCE_Q4 ** 2
