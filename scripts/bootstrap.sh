@@ -10,6 +10,15 @@ PY=${PYTHON:-$(command -v python3.11 || command -v python3)}
   echo "bootstrap: Python 3.11 is required (found $("$PY" --version 2>&1)); set PYTHON=/path/to/python3.11" >&2
   exit 1
 }
+# System packages: Go (golang-go, Debian's 1.19) builds and tests pkg/inference against the TF C API in the wheel.
+if ! command -v go >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "bootstrap: installing golang-go with apt-get" >&2
+    apt-get install -y -qq golang-go >/dev/null 2>&1 || { apt-get update -qq >/dev/null && apt-get install -y -qq golang-go >/dev/null; }
+  else
+    echo "bootstrap: Go is missing; install it (Debian/Ubuntu: sudo apt-get install golang-go) for pkg/inference" >&2
+  fi
+fi
 want=$(sha256sum "$REQ" pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
   exit 0

@@ -269,3 +269,16 @@ def test_score_cli_exit_codes_and_json(tmp_path):
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert len([line for line in bad.stderr.splitlines() if line.startswith("score:")]) == 1
     assert "note.jpg" in bad.stderr
+
+
+def test_demo_cli_prints_a_table_and_writes_a_sheet(tmp_path):
+    proc = subprocess.run([str(Path(sys.executable).parent / "veid-ml"), "demo", "--out", str(tmp_path / "demo.png")],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode in (0, 1), proc.stderr[-2000:]
+    rows = [line for line in proc.stdout.splitlines() if line.endswith("]")]
+    from veid_ml import demo_cases
+
+    assert len(rows) == len(demo_cases.KINDS)
+    assert f"/{len(demo_cases.KINDS)} cases got their expected decision" in proc.stdout
+    assert (proc.returncode == 0) == ("MISS" not in proc.stdout)
+    assert Image.open(tmp_path / "demo.png").size[1] > 100

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import run_in_fresh_process
+from conftest import approved_model_dir, run_in_fresh_process
 from veid_ml.data import attacks, faces, real
 from veid_ml.data.rng import content_hash
 
@@ -150,30 +150,34 @@ def test_load_ocr(tmp_path):
         real.load_ocr(tmp_path)
 
 
-def eyes_found_by_mtcnn_in_face_views() -> dict:
-    """In a fresh process (face_align's MTCNN runs on TensorFlow): the eyes MTCNN finds in 16 validation identities'
-    views rendered aligned and raw, as fractions of the 160 px crop."""
-    from veid_ml import face_align
+def eyes_found_in_face_views() -> dict:
+    """In a fresh process (the detector runs on TensorFlow): the eyes the approved face_detection model (MTCNN,
+    ported) finds in 16 validation identities' views rendered aligned and raw, as fractions of the 160 px render."""
+    from veid_ml import alignment, inference
     from veid_ml.data.rng import sample_rng
 
+    detect = inference.load_approved("face_detection")
     size, found = 160, {"aligned": [], "raw": []}
     for i in range(16):
         params = faces.identity_params("val", i)
         view = faces.random_view(sample_rng("face_view", "val", i * 1000, 42))
         for kind, v in (("aligned", faces.aligned_view(params, view)), ("raw", view)):
-            eyes = face_align.find_eyes(faces.render_face(params, v, size))
-            if eyes is not None:
-                found[kind].append(eyes / size)
+            marks = detect(image=faces.render_face(params, v, size))["landmarks"].numpy()
+            if len(marks):
+                found[kind].append(alignment.eyes_q4(marks[0]) / 16 / size)
     return found
 
 
-def test_face_views_are_framed_like_face_align_frames_real_photos():
-    """The face model's views are aligned on the eyes the way face_align aligns a real photo (MTCNN's eyes ->
-    CANONICAL_EYES): MTCNN finds their eyes where it puts a real photo's, with a fraction of the raw views' spread."""
-    from veid_ml import face_align
+def test_face_views_are_framed_like_the_pipeline_frames_real_photos():
+    """The face model's views are aligned on the eyes the way veid_ml.alignment aligns a real photo (the detector's
+    eyes -> CANONICAL_EYES_BP): the detector finds their eyes where the crop puts a real photo's, with a fraction of the
+    raw views' spread."""
+    from veid_ml import alignment
 
-    found = {k: np.array(v) for k, v in run_in_fresh_process(eyes_found_by_mtcnn_in_face_views).items()}
+    approved_model_dir("face_detection")
+    found = {k: np.array(v) for k, v in run_in_fresh_process(eyes_found_in_face_views).items()}
     assert len(found["aligned"]) >= 12 and len(found["raw"]) >= 12
-    assert np.abs(found["aligned"].mean(axis=0) - face_align.CANONICAL_EYES).max() < 0.02
+    canonical = np.array(alignment.CANONICAL_EYES_BP) / 10000
+    assert np.abs(found["aligned"].mean(axis=0) - canonical).max() < 0.02
     # measured: eye coordinates' sd ~0.01 of the crop aligned (MTCNN's own error on renders), 0.026-0.044 raw
     assert found["aligned"].std(axis=0).max() < 0.5 * found["raw"].std(axis=0).max()

@@ -55,33 +55,19 @@ def test_committed_model_scores_genuine_pairs_above_impostors():
     assert np.all(r["mirrored"] > 0.9999)  # the embedding averages each face with its mirror image
 
 
-def align_a_blank_image() -> dict:
-    """Run in a fresh process (MTCNN runs on TensorFlow): face_align.align on a grey image with a dark left edge."""
-    import warnings
-
-    from veid_ml import face_align
+def crop_a_blank_image() -> dict:
+    """Run in a fresh process (the detector runs on TensorFlow): api.crop_largest_faces on a grey image."""
+    from veid_ml.api import crop_largest_faces
 
     blank = np.full((120, 160, 3), 128, np.uint8)
-    blank[:, :20] = 0  # outside the central square: the fallback crop must not include it
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        crop, found = face_align.align(blank, 64)
-    return {"found": bool(found), "shape": list(crop.shape), "min": int(crop.min()),
-            "warned": any("no face" in str(w.message) for w in caught)}
+    blank[:, :20] = 0
+    crops, found = crop_largest_faces([blank], 64)
+    return {"found": found.tolist(), "shape": list(crops.shape), "values": np.unique(crops).tolist()}
 
 
-def test_align_falls_back_to_the_centre_crop_without_a_face():
-    r = run_in_fresh_process(align_a_blank_image)
-    assert r == {"found": False, "shape": [64, 64, 3], "min": 128, "warned": True}
-
-
-def test_align_rejects_bad_input():
-    from veid_ml import face_align
-
-    with pytest.raises(ValueError, match="uint8"):
-        face_align.align(np.zeros((64, 64, 3), np.float32))
-    with pytest.raises(ValueError, match="too small"):
-        face_align.align(np.zeros((8, 8, 3), np.uint8))
+def test_real_photo_crops_say_when_there_is_no_face():
+    approved_model_dir("face_detection")
+    assert run_in_fresh_process(crop_a_blank_image) == {"found": [False], "shape": [1, 64, 64, 3], "values": [128]}
 
 
 def test_random_impostor_pairs_share_the_genuine_pairs():

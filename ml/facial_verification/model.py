@@ -1,6 +1,6 @@
 """Face embedding CNN and its CosFace training head.
 
-The embedder maps a 64x64 RGB face crop (float32 in [0, 1], aligned like veid_ml.face_align.CANONICAL_EYES), seen as
+The embedder maps a 64x64 RGB face crop (float32 in [0, 1], aligned like veid_ml.alignment's crops), seen as
 standardised grayscale, to an L2-normalised 128-d vector; two faces are the same person when the cosine of their
 embeddings is high. It is a plain VGG-style stack (3x3 convs, max-pooling) ending in a flattened 4x4 map, so the
 embedding keeps where features are (global average pooling would throw away the face's geometry, which is most of what

@@ -3,15 +3,16 @@
     python train.py --seed 42 --export-format savedmodel          # the spec command (full profile)
     python train.py --profile quick --out-dir /tmp/fv               # seconds-long smoke run
 
-Signatures of the SavedModel (images are float32 NHWC RGB in [0, 1], 64x64, aligned by veid_ml.face_align):
+Signatures of the SavedModel (images are float32 NHWC RGB in [0, 1], 64x64, aligned by veid_ml.alignment):
     serving_default(image_a, image_b) -> similarity (cosine of the embeddings), match_probability (logistic
         calibration of the similarity fitted on validation pairs), is_match (similarity >= threshold), threshold
     embed(image) -> embedding (N, 128), unit length, so similarity is a dot product; it averages the embeddings of
         the face and its mirror image (model.embed_mirror_averaged)
 
-Data: synthetic faces from veid_ml.data.faces, aligned on the eyes as face_align aligns a real photo
+Data: synthetic faces from veid_ml.data.faces, aligned on the eyes as the pipeline aligns a real photo
 (train/val/test identities are disjoint by construction), or with
---data-dir a folder per identity (veid_ml.data.real.load_faces) aligned with face_align and split by identity.
+--data-dir a folder per identity (veid_ml.data.real.load_faces), cropped as the pipeline crops (api.crop_largest_faces),
+split by identity.
 The validation and test protocols are pair-based, like LFW: genuine pairs are two views of one identity, impostor
 pairs two identities, a quarter of them look-alikes (siblings from one family) so the threshold sees hard cases.
 """
@@ -50,6 +51,7 @@ CONFIG = {
     "augment_max_blur_sigma": 1.5,  # px: up to the softness of real aligned photos at this size
 }
 EPOCH_STREAM = "facial_epoch"
+DETECTION_SIZE = 160  # --data-dir photos are loaded at this size before detection (enough pixels for the eye points)
 QUICK = {"epochs": 1, "train_identities": 40, "train_views": 3, "val_identities": 20, "val_views": 2,
          "val_pairs": 40, "test_identities": 20, "test_views": 2, "test_pairs": 40, "batch_size": 32}
 
@@ -63,15 +65,15 @@ def synthetic_split(split: str, n_identities: int, views: int, cfg: dict):
 
 def real_split(data_dir, split: str, cfg: dict):
     """A user's folder-per-identity data, aligned; identities split by training.split_indices."""
-    from veid_ml import face_align
+    from veid_ml.api import crop_largest_faces
     from veid_ml.data import real
 
-    images, labels, names = real.load_faces(data_dir, face_align.DETECTION_SIZE)
+    images, labels, names = real.load_faces(data_dir, DETECTION_SIZE)
     if len(names) < 10:
         raise ValueError(f"{data_dir} has {len(names)} identities; --data-dir needs >= 10 to split them by identity")
     keep_ids = training.split_indices(len(names), split).tolist()
     keep = np.isin(labels, keep_ids)
-    aligned, _ = face_align.align_batch(images[keep], cfg["image_size"])
+    aligned, _ = crop_largest_faces(images[keep], cfg["image_size"])
     relabel = {old: new for new, old in enumerate(keep_ids)}
     return aligned, np.array([relabel[l] for l in labels[keep]], np.int32), np.arange(len(keep_ids))
 

@@ -1,6 +1,6 @@
 """Face crops from the detector's eye points, in integer arithmetic only (ported line for line to Go: pkg/inference).
 
-The facial and liveness models read a face whose eyes sit at CANONICAL_EYES of a size x size crop (where the ported
+The facial and liveness models read a face whose eyes sit at CANONICAL_EYES_BP of a size x size crop (where the ported
 MTCNN finds the eyes on the synthetic renders the models were trained on). The crop is a similarity warp (rotation,
 uniform scale, shift) of the photo. Everything after the detector is integer arithmetic, so Python and Go (and any
 CPU) cut the same crop bytes from the same pixels and eye points:
@@ -27,8 +27,8 @@ from math import isqrt
 
 import numpy as np
 
-# (x, y) of the image-left and image-right eye centres, in 1/10000 of the crop side: veid_ml.face_align's
-# CANONICAL_EYES, measured where this MTCNN finds the eyes on the synthetic renders both face models learned from.
+# (x, y) of the image-left and image-right eye centres, in 1/10000 of the crop side: where MTCNN finds the eyes on
+# the synthetic renders both face models learned from (tests/test_data_faces.py measures it with face_detection).
 CANONICAL_EYES_BP = ((3960, 4930), (6100, 4930))
 # Faces whose eyes are closer than 10 px hold too few pixels for either model (the facial model's crop has 14 px).
 MIN_EYE_DISTANCE_Q4 = 10 * 16

@@ -250,6 +250,28 @@ class Verifier:
         return {**result, "components": components, "models": dict(self.digests), "version": scoring.VERSION}
 
 
+def crop_largest_faces(rgb_images, size: int, lock_path: Path = registry.LOCK_PATH) -> tuple[np.ndarray, np.ndarray]:
+    """(uint8 crops (N, size, size, 3), face found (N,)): each image's largest usable face, found by the approved
+    face_detection model and cropped by veid_ml.alignment exactly as Verifier does; mid grey where there is none.
+    For evaluations and training on real photos (eval-real, facial --data-dir): the crops the pipeline would score."""
+    import tensorflow as tf
+
+    from veid_ml import inference
+
+    detect = inference.load_approved("face_detection", lock_path=lock_path)
+    crops, found = [], []
+    for rgb in rgb_images:
+        out = detect(image=tf.constant(rgb))
+        faces = [{"box": b, "eyes": alignment.eyes_q4(m)} for b, m in zip(out["boxes"].numpy(),
+                                                                         out["landmarks"].numpy())]
+        faces = sorted((f for f in faces if usable(f)),
+                       key=lambda f: -(f["box"][2] - f["box"][0]) * (f["box"][3] - f["box"][1]))
+        found.append(bool(faces))
+        crops.append(alignment.crop(rgb, faces[0]["eyes"], size) if faces
+                     else np.full((size, size, 3), 128, np.uint8))
+    return np.stack(crops), np.array(found, bool)
+
+
 def usable(face: dict) -> bool:
     """Eyes at least alignment.MIN_EYE_DISTANCE_Q4 apart: enough pixels for the face models."""
     return alignment.eye_distance_sq_q4(face["eyes"]) >= alignment.MIN_EYE_DISTANCE_Q4 ** 2

@@ -40,28 +40,6 @@ def load_yale(folder: Path):
     return images, np.unique(subjects, return_inverse=True)[1]
 
 
-def pipeline_crops(images, size: int):
-    """(uint8 crops (N, size, size, 3), face found (N,)): each image's largest face, detected by the approved
-    face_detection model and cropped by veid_ml.alignment, as veid_ml.api does; mid grey where no face is found."""
-    import numpy as np
-    import tensorflow as tf
-
-    from veid_ml import alignment, api, export
-
-    detect = export.load_serving(_approved_model_dir("face_detection"))
-    crops, found = [], []
-    for image in images:
-        out = detect(image=tf.constant(image))
-        faces = [{"box": b, "eyes": alignment.eyes_q4(m)} for b, m in zip(out["boxes"].numpy(),
-                                                                         out["landmarks"].numpy())]
-        faces = sorted((f for f in faces if api.usable(f)),
-                       key=lambda f: -(f["box"][2] - f["box"][0]) * (f["box"][3] - f["box"][1]))
-        found.append(bool(faces))
-        crops.append(alignment.crop(image, faces[0]["eyes"], size) if faces
-                     else np.full((size, size, 3), 128, np.uint8))
-    return np.stack(crops), np.array(found)
-
-
 def cmd_facial(args) -> int:
     if not args.faces.is_dir():
         print(f"eval-real facial: no such folder: {args.faces}", file=sys.stderr)
@@ -72,12 +50,13 @@ def cmd_facial(args) -> int:
     from sklearn import metrics as skm
 
     from veid_ml import export, metrics, scoring
+    from veid_ml.api import crop_largest_faces
 
     images, labels = load_yale(args.faces)
     signatures = export.load_signatures(args.model)
     embed, pair_fn = signatures["embed"], signatures[export.SERVING_KEY]
     size = int(embed.structured_input_signature[1]["image"].shape[1])
-    crops, found = pipeline_crops(images, size)
+    crops, found = crop_largest_faces(images, size)
     x = tf.constant(crops.astype(np.float32) / np.float32(255))
     emb = scoring.quantise_embedding(embed(image=x)["embedding"].numpy())
     threshold = scoring.basis_points(pair_fn(image_a=x[:1], image_b=x[:1])["threshold"].numpy()[0])
@@ -120,9 +99,10 @@ def cmd_liveness(args) -> int:
     import tensorflow as tf
 
     from veid_ml import images
+    from veid_ml.api import crop_largest_faces
 
     size = serve.structured_input_signature[1]["image"].shape[1]
-    crops, found = pipeline_crops([images.load_rgb(f) for f in files], size)
+    crops, found = crop_largest_faces([images.load_rgb(f) for f in files], size)
     out = serve(image=tf.constant(crops.astype(np.float32) / np.float32(255)))
     prob, accepted = out["probability_bona_fide"].numpy(), out["is_bona_fide"].numpy() & found
     print(f"{len(files)} real bona fide photos from {args.faces} ({int(found.sum())} with a face), model input "
