@@ -23,8 +23,8 @@ SIBLING_FRACTION = 0.2  # identities that are look-alikes (same base parameters,
 # 64 px many such pairs differ by less than a pixel anywhere: no verifier can separate them, real or synthetic).
 SIBLING_SPREAD = 0.25
 # Face crops are CAPTURE_SCALE x smaller than the camera frame they come from (a detector crops and downscales the
-# face, as veid_ml.alignment does for real photos): capture artefacts measured in camera pixels shrink accordingly (also used
-# by attacks.liveness_sample, which renders at the larger size instead). Applied at
+# face, as veid_ml.alignment does for real photos): capture artefacts measured in camera pixels shrink accordingly
+# (also used by attacks.liveness_sample, which renders at the larger size instead). Applied at
 # crop size they would make a third of the views blurrier than any aligned real photo, identity detail included.
 CAPTURE_SCALE = 2
 GRAYSCALE_FRACTION = 0.2  # views captured in grayscale, like many real enrolment and benchmark photos (e.g. Yale)
@@ -412,9 +412,9 @@ ALIGNED_EYE_MIDPOINT = (0.5005, 0.497)
 
 
 def aligned_view(params: dict, view: dict) -> dict:
-    """The view re-framed the way veid_ml.alignment frames a real photo: eyes level, their distance and midpoint fixed in the
-    crop (so a turned head is scaled up, as a landmark-based alignment does). The random view's own framing survives
-    only as a small residual (scale +-3%, shift sd 0.5%, roll sd 1.2 deg), the error of a landmark detector. Without
+    """The view re-framed the way veid_ml.alignment frames a real photo: eyes level, their distance and midpoint fixed
+    in the crop (so a turned head is scaled up, as a landmark-based alignment does). The random view's own framing
+    survives only as a small residual (scale +-3%, shift sd 0.5%, roll sd 1.2 deg), the error of a landmark detector. Without
     this, scale alone (1.1-1.35) varies the picture more than a look-alike's traits do."""
     yaw, pitch = view["yaw"], view["pitch"]
     eye_depth = 0.03  # where the eyes are drawn (render_layers)
