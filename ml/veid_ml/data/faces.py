@@ -414,8 +414,8 @@ ALIGNED_EYE_MIDPOINT = (0.5005, 0.497)
 def aligned_view(params: dict, view: dict) -> dict:
     """The view re-framed the way veid_ml.alignment frames a real photo: eyes level, their distance and midpoint fixed
     in the crop (so a turned head is scaled up, as a landmark-based alignment does). The random view's own framing
-    survives only as a small residual (scale +-3%, shift sd 0.5%, roll sd 1.2 deg), the error of a landmark detector. Without
-    this, scale alone (1.1-1.35) varies the picture more than a look-alike's traits do."""
+    survives only as a small residual (scale +-3%, shift sd 0.5%, roll sd 1.2 deg), the error of a landmark detector.
+    Without this, scale alone (1.1-1.35) varies the picture more than a look-alike's traits do."""
     yaw, pitch = view["yaw"], view["pitch"]
     eye_depth = 0.03  # where the eyes are drawn (render_layers)
     roll = 0.3 * view["roll"]
