@@ -1,5 +1,5 @@
 # The two set-up commands of the README. Both create .venv from the pinned requirements first.
-.PHONY: venv train test verify approve contact-sheets
+.PHONY: venv train test verify approve contact-sheets demo go-test
 
 venv:
 	@bash scripts/bootstrap.sh
@@ -19,3 +19,9 @@ approve: venv  ## make approve MODEL=name: install its candidate into weights/ a
 
 contact-sheets: venv
 	.venv/bin/veid-ml contact-sheets
+
+demo: venv  ## synthetic genuine / impostor / attack / forged / expired submissions through the pipeline; docs/demo.png
+	.venv/bin/veid-ml demo
+
+go-test: venv  ## pkg/inference against golden files Python writes on this machine (also part of `make test`)
+	.venv/bin/python -m pytest -q tests/test_go_inference.py
