@@ -105,3 +105,31 @@ def test_document_reasons_name_the_failed_check_and_the_expiry():
     assert codes == ["mrz_checksum_failed:expiry", "mrz_checksum_failed:composite", "document_expired"]
     assert scoring.document_reasons({}, "261129", today) == []  # valid through its expiry day
     assert [r["code"] for r in scoring.document_reasons({}, "261340", today)] == ["mrz_invalid_date:expiry"]
+
+
+def test_eyes_far_outside_a_tiny_photo_still_give_a_crop():
+    """The shrink factor is capped at the photo's shorter side: a detector's wild landmarks cannot empty the photo."""
+    image = np.arange(40 * 40 * 3, dtype=np.uint8).reshape(40, 40, 3)
+    eyes = alignment.eyes_q4(np.float32([[-3000, 10], [3000, 10]]))
+    for size in (64, 128):
+        assert alignment.shrink_factor(eyes, size) > 40
+        assert np.array_equal(alignment.crop(image, eyes, size), alignment.crop_whole(image, eyes, size))
+
+
+def test_liveness_box_scales_about_the_centre_and_stays_inside():
+    # a 40 x 50 box at (100, 100) in a 640 x 480 photo: 108 x 135 about the centre (120, 125): top = floor((200 + 50 - 135) / 2) = 57
+    assert alignment.liveness_box([100, 100, 140, 150], 480, 640) == (66, 57, 109, 136)
+    # near the left/top edges: moved inside
+    assert alignment.liveness_box([0, 0, 40, 50], 480, 640)[:2] == (0, 0)
+    # a box larger than the photo allows: the scale drops to (height - 1) / h = 99 / 80, then the box is moved inside
+    left, top, w, h = alignment.liveness_box([10, 10, 70, 90], 100, 300)
+    assert (h, top) == (99 + 1, 0) and w == 60 * 99 // 80 + 1 and 0 <= left and left + w <= 300
+
+
+def test_crop_region_of_the_whole_image_at_its_own_size_is_the_image():
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (80, 80, 3), dtype=np.uint8)
+    assert np.array_equal(alignment.crop_region(image, (0, 0, 80, 80), 80), image)
+    big = np.repeat(np.repeat(image, 4, axis=0), 4, axis=1)  # 4x: 2 x 2 block means, then an exact 2x bilinear
+    assert alignment.crop_region(big, (0, 0, 320, 320), 80).shape == (80, 80, 3)
+    assert np.abs(alignment.crop_region(big, (0, 0, 320, 320), 80).astype(int) - image).max() <= 1

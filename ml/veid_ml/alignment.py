@@ -13,7 +13,8 @@ CPU) cut the same crop bytes from the same pixels and eye points:
        t = 16 o - c0,  s_q16 = 4096 e0 + round_div(4096 (u.x t.x - u.y t.y, u.y t.x + u.x t.y), c1.x - c0.x)
    with u = e1 - e0, and round_div(n, d) = floor((2n + d) / (2d)) (halves round up).
 3. Shrink first: a bilinear warp that shrinks by more than 2x aliases. k = isqrt(|u|^2 // (4 |c1 - c0|^2)), the
-   largest integer <= scale / 2 (scale = |u| / |c1 - c0|, photo px per crop px); when k >= 2 the photo is reduced by
+   largest integer <= scale / 2 (scale = |u| / |c1 - c0|, photo px per crop px), at most the photo's shorter side
+   (eyes far outside a tiny photo); when k >= 2 the photo is reduced by
    averaging k x k blocks: out = (block sum + k*k // 2) // (k*k), over the floor(H/k) x floor(W/k) whole blocks, and
    coordinates follow: s' = floor((s_q16 - (k - 1) * 32768) / k) (block centres).
 4. Bilinear sampling at s (Q16): x0 = s.x >> 16 (floor), fx = (s.x >> 8) & 255, likewise y; neighbours clamped to
@@ -98,12 +99,17 @@ def bilinear_q16(image: np.ndarray, sx: np.ndarray, sy: np.ndarray) -> np.ndarra
 
 
 def crop(image: np.ndarray, eyes: np.ndarray, size: int) -> np.ndarray:
-    """uint8 (size, size, 3): the face with its eyes (eyes_q4) moved to the canonical eye points.
+    """uint8 (size, size, 3): the face with its eyes (eyes_q4) moved to the canonical eye points."""
+    sx, sy = source_points_q16(eyes, size)
+    return sample(image, sx, sy, shrink_factor(eyes, size))
+
+
+def sample(image: np.ndarray, sx: np.ndarray, sy: np.ndarray, k: int) -> np.ndarray:
+    """Steps 3-4 of the module docstring at Q16 points of the photo: k x k block means (k >= 2), then bilinear.
 
     Only the pixels the samples reach are shrunk and read: the same bytes as shrinking the whole photo (every clamped
     neighbour index lies inside the window), at a fraction of the cost for a large photo."""
-    sx, sy = source_points_q16(eyes, size)
-    k = shrink_factor(eyes, size)
+    k = min(k, *image.shape[:2])  # eyes far outside a tiny photo: never reduce it below one pixel
     if k >= 2:
         sx, sy = (sx - (k - 1) * 32768) // k, (sy - (k - 1) * 32768) // k
     h, w = image.shape[0] // k, image.shape[1] // k
@@ -111,14 +117,47 @@ def crop(image: np.ndarray, eyes: np.ndarray, size: int) -> np.ndarray:
     y_lo, y_hi = (int(np.clip(v, 0, h - 1)) for v in ((sy >> 16).min(), (sy >> 16).max() + 1))
     window = image[y_lo * k:(y_hi + 1) * k, x_lo * k:(x_hi + 1) * k]
     window = block_average(window, k) if k >= 2 else window
-    sx, sy = sx - (x_lo << 16), sy - (y_lo << 16)
-    return bilinear_q16(window, sx, sy)
+    return bilinear_q16(window, sx - (x_lo << 16), sy - (y_lo << 16))
+
+
+# Liveness crop: the face box scaled by LIVENESS_SCALE about its centre (MiniFASNet's rule, in integers).
+LIVENESS_SCALE = (27, 10)
+
+
+def liveness_box(box, height: int, width: int, scale: tuple[int, int] = LIVENESS_SCALE) -> tuple[int, int, int, int]:
+    """(left, top, crop width, crop height) in pixels: the detector box [x0, y0, x1, y1] (integers) scaled about its
+    centre by scale[0] / scale[1], the scale first reduced to min(scale, (width - 1) / w, (height - 1) / h) so the
+    box fits, sides floor(w * scale) and floor(h * scale), corner floor((2 x0 + w - new_w) / 2), moved inside the
+    image (left edge first, then right edge at width - 1); the crop spans new_w + 1 x new_h + 1 pixels (both corners
+    included, as the original)."""
+    x0, y0, x1, y1 = (int(v) for v in box)
+    w, h = max(1, x1 - x0), max(1, y1 - y0)
+    num, den = scale
+    for n, d in ((width - 1, w), (height - 1, h)):
+        if n * den < num * d:  # n / d < num / den: this fraction is the smaller
+            num, den = n, d
+    new_w, new_h = w * num // den, h * num // den
+    left, top = (2 * x0 + w - new_w) // 2, (2 * y0 + h - new_h) // 2
+    left, top = max(0, left), max(0, top)
+    left, top = min(left, width - 1 - new_w), min(top, height - 1 - new_h)
+    return left, top, new_w + 1, new_h + 1
+
+
+def crop_region(image: np.ndarray, region: tuple[int, int, int, int], size: int) -> np.ndarray:
+    """uint8 (size, size, 3): the region (left, top, width, height) resampled to size x size: output pixel o's
+    centre maps to left - 1/2 + (o + 1/2) width / size (Q16, halves up); k = min(width, height) // (2 size)."""
+    left, top, cw, ch = region
+    o = np.arange(size, dtype=np.int64)
+    xs = (left << 16) - 32768 + round_div((2 * o + 1) * cw * 32768, size)
+    ys = (top << 16) - 32768 + round_div((2 * o + 1) * ch * 32768, size)
+    sx, sy = np.broadcast_to(xs[None, :], (size, size)), np.broadcast_to(ys[:, None], (size, size))
+    return sample(image, sx, sy, max(1, min(cw, ch) // (2 * size)))
 
 
 def crop_whole(image: np.ndarray, eyes: np.ndarray, size: int) -> np.ndarray:
     """crop() as the module docstring states it, shrinking the whole photo: the reference crop() must equal."""
     sx, sy = source_points_q16(eyes, size)
-    k = shrink_factor(eyes, size)
+    k = min(shrink_factor(eyes, size), *image.shape[:2])
     if k >= 2:
         image = block_average(image, k)
         sx, sy = (sx - (k - 1) * 32768) // k, (sy - (k - 1) * 32768) // k

@@ -1,0 +1,3 @@
+module veid/pkg/inference
+
+go 1.19
