@@ -117,7 +117,8 @@ def test_eyes_far_outside_a_tiny_photo_still_give_a_crop():
 
 
 def test_liveness_box_scales_about_the_centre_and_stays_inside():
-    # a 40 x 50 box at (100, 100) in a 640 x 480 photo: 108 x 135 about the centre (120, 125): top = floor((200 + 50 - 135) / 2) = 57
+    # a 40 x 50 box at (100, 100) in a 640 x 480 photo: 108 x 135 about the centre (120, 125),
+    # left = (200 + 40 - 108) // 2 = 66, top = (200 + 50 - 135) // 2 = 57, both corners kept (+1)
     assert alignment.liveness_box([100, 100, 140, 150], 480, 640) == (66, 57, 109, 136)
     # near the left/top edges: moved inside
     assert alignment.liveness_box([0, 0, 40, 50], 480, 640)[:2] == (0, 0)
