@@ -156,3 +156,26 @@ def test_verify_checks_the_checkout_it_runs_in(tmp_path, monkeypatch):
     proc = subprocess.run([sys.executable, "-m", "veid_ml.cli", "verify"], cwd=tmp_path, capture_output=True,
                           text=True)
     assert f"lock: {tmp_path / 'ml' / 'models.lock.json'}" in proc.stdout
+
+
+def test_retraining_on_another_cpu_class_is_recorded_beside_the_approval(repo, tiny_export):
+    """record_reproduction keeps the approved bytes and weights/, and adds what this class re-trained; the approving
+    class cannot record (its bytes are the approved ones)."""
+    lock_path = repo / "ml" / "models.lock.json"
+    source = make_candidate(repo, tiny_export)
+    approved = approve(repo, source)
+    with pytest.raises(governance.ApprovalError, match="approving CPU class"):
+        governance.record_reproduction(NAME, source, lock_path, repo=repo)
+    lock = hashing.read_lock(lock_path)
+    lock["models"][NAME]["approved_on_cpu"] = "AuthenticAMD family 25 model 17; L1d 32K"  # as if approved elsewhere
+    lock["models"][NAME]["not_reproduced_on_cpu"] = [determinism.cpu_class()]
+    lock_path.write_text(json.dumps(lock))
+    shutil.rmtree(repo / "ml" / NAME / "weights.candidate")
+    retrained = governance.record_reproduction(NAME, make_candidate(repo, tiny_export), lock_path, repo=repo)
+    entry = hashing.read_lock(lock_path)["models"][NAME]
+    assert entry["digest"] == approved["digest"]  # the approval is untouched
+    record = entry["reproduced_on"][determinism.cpu_class()]
+    assert record["digest"] == retrained["digest"] and record["files"] == retrained["files"]
+    assert record["training_commit"] and record["date"] and "not_reproduced_on_cpu" not in entry
+    assert hashing.expected_bytes(entry)["digest"] == retrained["digest"]
+    assert "re-trained:" in governance.describe_provenance(entry)

@@ -150,3 +150,15 @@ def test_data_dir_with_a_bad_layout_is_a_clear_error(tmp_path, layout):
         (tmp_path / "spoof" / "print").mkdir()
     with pytest.raises(ValueError, match="spoof"):
         load_split("train", {"image_size": 64, "seed": 42}, Path(tmp_path))
+
+
+def test_context_frames_are_pure_functions_with_both_classes():
+    """liveness_detection.frames (the crop contract's training frames, issue 23): same index, same pixels; both
+    classes and every attack species appear; the face is where the crop contract will look for it."""
+    from liveness_detection import frames
+
+    samples = [frames.liveness_frame(i, "val", size=128) for i in range(12)]
+    again = frames.liveness_frame(3, "val", size=128)
+    assert np.array_equal(samples[3][0], again[0]) and samples[3][1:] == again[1:]
+    assert all(s[0].shape == (128, 128, 3) and s[0].dtype == np.uint8 for s in samples)
+    assert {s[1] for s in samples} == {0, 1} and {s[2] for s in samples} == {-1, 0, 1, 2}

@@ -85,6 +85,17 @@ def cmd_approve(args) -> int:
     return 0
 
 
+def cmd_record(args) -> int:
+    try:
+        manifest = governance.record_reproduction(args.model, args.source, args.lock.resolve())
+    except (governance.ApprovalError, FileNotFoundError, ValueError) as e:
+        print(f"record-retraining: {e}", file=sys.stderr)
+        return 2
+    print(f"recorded {args.model} re-trained on {determinism.cpu_class()}: {manifest['digest']} in {args.lock}; "
+          "commit the lock")
+    return 0
+
+
 def cmd_metrics(args) -> int:
     from veid_ml import training
 
@@ -124,6 +135,14 @@ def main(argv=None) -> int:
                                                              "weights.candidate/)")
     a.add_argument("--lock", type=Path, default=registry.LOCK_PATH)
     a.set_defaults(fn=cmd_approve)
+
+    r = sub.add_parser("record-retraining", help="record what re-training an approved model gives on this CPU class "
+                                                 "(so CI checks it here instead of skipping)")
+    r.add_argument("model", choices=sorted(registry.MODELS))
+    r.add_argument("--source", type=Path, default=None, help="the re-trained model folder (default: its "
+                                                             "weights.candidate/)")
+    r.add_argument("--lock", type=Path, default=registry.LOCK_PATH)
+    r.set_defaults(fn=cmd_record)
 
     t = sub.add_parser("train", help="train and export models (all by default) into weights.candidate/; never "
                                      "changes the lock")

@@ -25,9 +25,12 @@ PROVENANCE_NAME = "provenance.json"
 BUILD_TYPE = "https://github.com/veid/veid-ml/training/v1"  # names the meaning of buildDefinition, as SLSA asks
 LIBRARIES = ("tensorflow-cpu", "keras", "numpy", "scipy", "scikit-learn", "opencv-python-headless", "pillow", "h5py")
 # Files whose changes can change a model's bytes (besides the model package itself): the shared core, the data engine,
-# the packaging and the pinned requirements; the command line, the benchmark tools and the notes never run in training.
+# the packaging and the pinned requirements. Excluded: what never runs in training (the command line, the tools, the
+# notes) and what only records or scores approved bytes (governance, hashing, the VEID pipeline and its demo cases).
 SHARED_INPUTS = ("ml/veid_ml", "pyproject.toml", "ml/requirements-deterministic.txt",
-                 ":(exclude)ml/veid_ml/cli.py", ":(exclude)ml/veid_ml/tools", ":(exclude,glob)ml/**/*.md")
+                 ":(exclude)ml/veid_ml/cli.py", ":(exclude)ml/veid_ml/tools", ":(exclude,glob)ml/**/*.md",
+                 *(f":(exclude)ml/veid_ml/{f}.py" for f in ("governance", "hashing", "api", "scoring", "golden",
+                                                            "demo_cases")))
 
 
 class ApprovalError(RuntimeError):
@@ -121,6 +124,10 @@ def verdict(name: str, out_dir: Path, lock_path: Path = registry.LOCK_PATH) -> s
         return f"{name}: not yet approved; this run ({digest}) is in {out_dir} -> `veid-ml approve {name}`"
     if digest == entry["digest"]:
         return f"{name}: reproduced the approved bytes {digest} on {here}; weights/ unchanged"
+    recorded = entry.get("reproduced_on", {}).get(here)
+    if recorded is not None and digest == recorded["digest"]:
+        return (f"{name}: reproduced the bytes recorded for this CPU class {digest} on {here} (the approved bytes, "
+                f"from {entry.get('approved_on_cpu')}, are {entry['digest']}); weights/ unchanged")
     if config.get("profile") != "full" or config.get("seed") != determinism.DEFAULT_SEED or \
             run.get("dataset", {}).get("source") != "synthetic":
         return (f"{name}: a {config.get('profile')}-profile, seed {config.get('seed')}, "
@@ -195,6 +202,33 @@ def approve(name: str, source: Path | None = None, lock_path: Path = registry.LO
     return manifest
 
 
+def record_reproduction(name: str, source: Path | None = None, lock_path: Path = registry.LOCK_PATH,
+                        repo: Path = REPO_ROOT) -> dict:
+    """Record a candidate re-trained on another CPU class as that class's bytes of the approved model (the lock's
+    reproduced_on), after the checks approval makes (full profile, committed code unchanged since training)."""
+    spec = registry.get(name)
+    source = Path(source or spec.candidate_dir)
+    entry = hashing.read_lock(lock_path)["models"].get(name)
+    if entry is None:
+        raise ApprovalError(f"{name} is not approved yet: approve it first (`veid-ml approve {name}`)")
+    statement = check_approvable(name, source, repo)
+    cpu_class = statement["predicate"]["runDetails"]["builder"]["id"].removeprefix("cpu-class:")
+    manifest = hashing.compute_manifest(source, spec.artifact)
+    if cpu_class == entry.get("approved_on_cpu"):
+        if manifest["digest"] != entry["digest"]:
+            raise ApprovalError(f"{source} was trained on the approving CPU class but gives {manifest['digest']}, "
+                                f"not the approved {entry['digest']}: the code no longer reproduces the approved "
+                                "model; re-approve instead")
+        raise ApprovalError(f"{source} was trained on the approving CPU class: its bytes are the approved ones")
+    from veid_ml import metrics
+
+    code = statement["predicate"]["buildDefinition"]["resolvedDependencies"][0]
+    hashing.record_reproduction(lock_path, name, manifest, cpu_class, {
+        "date": metrics.utc_now(), "training_commit": code["digest"]["gitCommit"],
+        "by": _git(repo, "config", "user.email") or "unknown"})
+    return manifest
+
+
 def install(source: Path, weights_dir: Path, artifact: str) -> None:
     """Copy a candidate over the approved folder: manifest removed first and written last (a folder with a manifest
     is complete), the SavedModel swapped in whole."""
@@ -230,4 +264,7 @@ def describe_provenance(entry: dict) -> str:
     if entry.get("approval"):
         lines.append(f"  approved:     {entry['approval']['date']} by {entry['approval']['by']} at commit "
                      f"{entry['approval']['head_commit']}")
+    for cpu_class, record in sorted(entry.get("reproduced_on", {}).items()):
+        lines.append(f"  re-trained:   {record['digest']} on {cpu_class}, {record['date']}, commit "
+                     f"{record['training_commit']}")
     return "\n".join(lines)

@@ -88,17 +88,45 @@ def record_approval(lock_path: Path, model_name: str, weights_dir: Path, manifes
     write_text_atomic(lock_path, json.dumps(lock, indent=2, sort_keys=True) + "\n")
 
 
-def other_cpu_class(entry: dict) -> str | None:
-    """Why this machine is not expected to re-train a lock entry's bytes (None: it is). oneDNN and Eigen block their
-    sums by the cache sizes they read at run time, so bytes are reproducible on the CPU class that approved them
-    (determinism.cpu_class), not across classes. An entry without approved_on_cpu predates the record."""
-    here = determinism.cpu_class()
-    if here in entry.get("not_reproduced_on_cpu", []):
-        return f"this CPU ({here}) is recorded as one that computes other bytes for it"
+def record_reproduction(lock_path: Path, model_name: str, manifest: dict, cpu_class: str, record: dict) -> None:
+    """Record what re-training the approved model's code gives on another CPU class (its digest and files, when and
+    from which commit), so that class's re-training is checked against it instead of skipped. The approved bytes and
+    weights/ are unchanged. Only veid_ml.governance.record_reproduction calls this."""
+    lock = read_lock(lock_path)
+    entry = lock["models"][model_name]
+    entry.setdefault("reproduced_on", {})[cpu_class] = {"digest": manifest["digest"], "files": manifest["files"],
+                                                         **record}
+    if cpu_class in entry.get("not_reproduced_on_cpu", []):  # now known exactly: the digest replaces the mark
+        entry["not_reproduced_on_cpu"] = [c for c in entry["not_reproduced_on_cpu"] if c != cpu_class]
+        if not entry["not_reproduced_on_cpu"]:
+            del entry["not_reproduced_on_cpu"]
+    write_text_atomic(lock_path, json.dumps(lock, indent=2, sort_keys=True) + "\n")
+
+
+def expected_bytes(entry: dict, cpu_class: str | None = None) -> dict | None:
+    """{"digest", "files", "source"} that re-training a lock entry must give on `cpu_class` (default: this machine's):
+    the approved bytes on the approving class (or for an entry from before classes were recorded), the recorded
+    re-training on another class; None where this class's bytes are unknown. oneDNN and Eigen block their float sums
+    by the cache sizes they read at run time, so each CPU class has its own bytes (determinism.cpu_class)."""
+    here = cpu_class or determinism.cpu_class()
     approved_on = entry.get("approved_on_cpu")
-    if approved_on is not None and approved_on != here:
-        return f"approved on {approved_on}, this is {here}"
+    if approved_on is None or approved_on == here:
+        return {"digest": entry["digest"], "files": entry["files"], "source": "approved"}
+    recorded = entry.get("reproduced_on", {}).get(here)
+    if recorded is not None:
+        return {"digest": recorded["digest"], "files": recorded["files"], "source": f"recorded for {here}"}
     return None
+
+
+def other_cpu_class(entry: dict) -> str | None:
+    """Why this machine cannot check a lock entry's re-training (None: it can, against expected_bytes)."""
+    if expected_bytes(entry) is not None:
+        return None
+    here = determinism.cpu_class()
+    known = sorted({entry.get("approved_on_cpu"), *entry.get("reproduced_on", {})} - {None})
+    if here in entry.get("not_reproduced_on_cpu", []):
+        return f"this CPU ({here}) is recorded as one that computes other bytes for it, digest not recorded"
+    return f"bytes are recorded for {'; '.join(known)}; this is {here}"
 
 
 def diff_files(expected: dict[str, str], actual: dict[str, str], prefix: str = "") -> list[str]:
