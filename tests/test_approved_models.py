@@ -32,6 +32,7 @@ def test_each_cpu_class_is_held_to_its_own_recorded_bytes():
     recorded = {**elsewhere, "reproduced_on": {here: {"digest": "sha256:b", "files": {"f": "b"}}}}
     assert hashing.expected_bytes(recorded)["digest"] == "sha256:b" and hashing.other_cpu_class(recorded) is None
     assert "recorded as one" in hashing.other_cpu_class({**elsewhere, "not_reproduced_on_cpu": [here]})
+    assert hashing.expected_bytes({**old, "not_reproduced_on_cpu": [here]}) is None  # unrecorded class, known to differ
 
 
 @pytest.mark.slow

@@ -109,12 +109,14 @@ def expected_bytes(entry: dict, cpu_class: str | None = None) -> dict | None:
     re-training on another class; None where this class's bytes are unknown. oneDNN and Eigen block their float sums
     by the cache sizes they read at run time, so each CPU class has its own bytes (determinism.cpu_class)."""
     here = cpu_class or determinism.cpu_class()
-    approved_on = entry.get("approved_on_cpu")
-    if approved_on is None or approved_on == here:
-        return {"digest": entry["digest"], "files": entry["files"], "source": "approved"}
     recorded = entry.get("reproduced_on", {}).get(here)
     if recorded is not None:
         return {"digest": recorded["digest"], "files": recorded["files"], "source": f"recorded for {here}"}
+    if here in entry.get("not_reproduced_on_cpu", []):  # known to differ here, bytes not recorded
+        return None
+    approved_on = entry.get("approved_on_cpu")
+    if approved_on is None or approved_on == here:
+        return {"digest": entry["digest"], "files": entry["files"], "source": "approved"}
     return None
 
 
