@@ -128,21 +128,17 @@ def main(argv=None) -> int:
     v.add_argument("--provenance", action="store_true", help="also show each approval's provenance")
     v.set_defaults(fn=cmd_verify)
 
-    a = sub.add_parser("approve", help="install a trained candidate into weights/ and record it in the lock, with "
-                                       "provenance (refuses uncommitted model code)")
-    a.add_argument("model", choices=sorted(registry.MODELS))
-    a.add_argument("--source", type=Path, default=None, help="the trained model folder (default: its "
-                                                             "weights.candidate/)")
-    a.add_argument("--lock", type=Path, default=registry.LOCK_PATH)
-    a.set_defaults(fn=cmd_approve)
-
-    r = sub.add_parser("record-retraining", help="record what re-training an approved model gives on this CPU class "
-                                                 "(so CI checks it here instead of skipping)")
-    r.add_argument("model", choices=sorted(registry.MODELS))
-    r.add_argument("--source", type=Path, default=None, help="the re-trained model folder (default: its "
-                                                             "weights.candidate/)")
-    r.add_argument("--lock", type=Path, default=registry.LOCK_PATH)
-    r.set_defaults(fn=cmd_record)
+    for command, fn, summary in (
+            ("approve", cmd_approve, "install a trained candidate into weights/ and record it in the lock, with "
+                                     "provenance (refuses uncommitted model code)"),
+            ("record-retraining", cmd_record, "record what re-training an approved model gives on this CPU class "
+                                              "(so CI checks it here instead of skipping)")):
+        a = sub.add_parser(command, help=summary)
+        a.add_argument("model", choices=sorted(registry.MODELS))
+        a.add_argument("--source", type=Path, default=None, help="the trained model folder (default: its "
+                                                                 "weights.candidate/)")
+        a.add_argument("--lock", type=Path, default=registry.LOCK_PATH)
+        a.set_defaults(fn=fn)
 
     t = sub.add_parser("train", help="train and export models (all by default) into weights.candidate/; never "
                                      "changes the lock")
