@@ -53,7 +53,7 @@ def summary(result: dict) -> str:
         failed = [name for name, ok in c.get("mrz_checks", {}).items() if not ok]
         lines.append(f"  MRZ             {' / '.join(c['mrz_lines'])}")
         lines.append(f"                  check digits {'all valid' if not failed else 'FAILED: ' + ', '.join(failed)}")
-    lines.append("reasons: " + ("none" if not result["reasons"] else ""))
+    lines.append("reasons:" + (" none" if not result["reasons"] else ""))
     lines += [f"  {r['code']}: {r['text']}" for r in result["reasons"]]
     return "\n".join(lines)
 
