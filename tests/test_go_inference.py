@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -20,8 +21,6 @@ PACKAGE = ROOT / "pkg" / "inference"
 
 
 def _write_golden(out_dir: str) -> str:
-    from pathlib import Path
-
     from veid_ml import golden
 
     return str(golden.write(Path(out_dir)))
@@ -58,3 +57,11 @@ def test_go_vet_is_clean(tmp_path):
     env = dict(os.environ, GOCACHE=str(tmp_path / "gocache"), GOPATH=str(tmp_path / "gopath"), GOPROXY="off")
     proc = subprocess.run([_go(), "vet", "./..."], cwd=PACKAGE, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_fingerprint_reproduces_the_golden_results_on_the_machine_that_wrote_them(golden_dir):
+    """`veid-ml fingerprint --golden DIR`, the cross-CPU check of the whole pipeline, agrees with itself here."""
+    proc = subprocess.run([str(Path(sys.executable).parent / "veid-ml"), "fingerprint", "--golden", str(golden_dir)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "DIFFERS" not in proc.stdout and "cases as stored" in proc.stdout
