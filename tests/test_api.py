@@ -282,3 +282,18 @@ def test_demo_cli_prints_a_table_and_writes_a_sheet(tmp_path):
     assert f"/{len(demo_cases.KINDS)} cases got their expected decision" in proc.stdout
     assert (proc.returncode == 0) == ("MISS" not in proc.stdout)
     assert Image.open(tmp_path / "demo.png").size[1] > 100
+
+
+def test_load_refuses_models_that_do_not_match_the_lock_and_names_every_one(tmp_path):
+    """A copy of the lock elsewhere points at no model files: every model is refused, in one error, before any
+    model (or TensorFlow) is loaded."""
+    import shutil
+
+    from veid_ml import registry
+    from veid_ml.api import UnapprovedModelError, Verifier
+
+    shutil.copy(registry.LOCK_PATH, tmp_path / "models.lock.json")
+    with pytest.raises(UnapprovedModelError) as refused:
+        Verifier.load(tmp_path / "models.lock.json")
+    assert all(f"{name} does not match" in str(refused.value) for name in registry.MODELS)
+    assert "missing:" in str(refused.value)

@@ -69,7 +69,14 @@ class Verifier:
         """Check every approved model's files against the lock (UnapprovedModelError names each difference), then
         load them. lock_path: default the installed package's ml/models.lock.json."""
         lock_path = Path(lock_path) if lock_path is not None else registry.LOCK_PATH
-        digests = {name: check_approved(name, lock_path)["digest"] for name in registry.MODELS}
+        digests, problems = {}, []
+        for name in registry.MODELS:  # every model checked before any is refused: one error names them all
+            try:
+                digests[name] = check_approved(name, lock_path)["digest"]
+            except UnapprovedModelError as e:
+                problems.append(str(e))
+        if problems:
+            raise UnapprovedModelError("\n".join(problems))
         determinism.configure(reexec=False)
         from veid_ml import export
 
