@@ -11,6 +11,7 @@ pipeline: p50/p95 of Verifier.verify on a 640 x 480 selfie and a 1500 x 1000 doc
 breakdown (decode, detect, align, liveness, embed, locate, recognise, parse); run nothing else on the machine meanwhile.
 """
 
+import argparse
 import datetime
 import json
 import sys
@@ -33,10 +34,11 @@ def _load_verifier(lock: Path | None, command: str):
 
 
 def _date(text: str) -> datetime.date:
+    """--today's type: a usage error (exit 2) unless YYYY-MM-DD."""
     try:
         return datetime.date.fromisoformat(text)
     except ValueError:
-        raise SystemExit(f"error: --today must be a date YYYY-MM-DD, not {text!r}")
+        raise argparse.ArgumentTypeError(f"a date YYYY-MM-DD, not {text!r}") from None
 
 
 def summary(result: dict) -> str:
@@ -64,7 +66,7 @@ def cmd_score(args) -> int:
     verifier, status = _load_verifier(args.lock, "score")
     if verifier is None:
         return status
-    today = _date(args.today) if args.today else None
+    today = args.today
     started = time.perf_counter()
     try:
         result = verifier.verify(args.selfie, args.document, today=today)
@@ -119,7 +121,7 @@ def cmd_demo(args) -> int:
     verifier, status = _load_verifier(args.lock, "demo")
     if verifier is None:
         return status
-    today = _date(args.today)
+    today = args.today or demo_cases.TODAY
     kinds = demo_cases.KINDS
     rows = []
     print(f"{'case':18s} {'expected':9s} {'decision':9s} {'score':>5s}  reasons")
@@ -189,15 +191,16 @@ def register(subparsers, bench_subparsers) -> None:
     s.add_argument("--selfie", required=True, help="selfie image file (JPEG, PNG, ...)")
     s.add_argument("--document", required=True, help="ID document photo")
     s.add_argument("--json", action="store_true", help="print the full result as JSON")
-    s.add_argument("--today", help="judge expiry as of this date (YYYY-MM-DD; default today, UTC)")
+    s.add_argument("--today", type=_date, help="judge expiry as of this date (YYYY-MM-DD; default today, UTC)")
     s.add_argument("--lock", type=Path, default=None, help="the lock whose approved models to use (default: the "
                                                            "installed package's)")
 
     d = add_command(subparsers, "demo", cmd_demo, help="score synthetic genuine, impostor, attack and forged cases; "
                     "print a table, write a PNG sheet", description=sections[2])
     d.add_argument("--per-kind", type=int, default=1, help="cases of each kind (default 1)")
-    d.add_argument("--today", default="2026-11-29", help="the date expiry is judged at (default: a fixed date, so "
-                                                         "the demo's decisions do not change with the calendar)")
+    d.add_argument("--today", type=_date, default=None,
+                   help="the date expiry is judged at (default: demo_cases.TODAY, a fixed date, so the demo's "
+                        "decisions do not change with the calendar)")
     d.add_argument("--out", type=Path, default=registry.ML_DIR.parent / "docs" / "demo.png")
     d.add_argument("--lock", type=Path, default=None)
 
