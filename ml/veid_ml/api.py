@@ -100,15 +100,11 @@ class Verifier:
             self._timed("decode", started)
 
     def faces(self, rgb: np.ndarray) -> list[dict]:
-        """Faces found in an RGB uint8 array, largest first: {"box": [x0, y0, x1, y1] int, "eyes": int64 (2, 2) in
-        1/16 px, "score": bp}. Box corners are rounded half to even; equal areas keep the detector's order."""
+        """Faces found in an RGB uint8 array, largest first (detected_faces)."""
         started = time.perf_counter()
         out = self._detect(image=self._tf.constant(rgb))
-        boxes, marks, scores = (out[k].numpy() for k in ("boxes", "landmarks", "scores"))
         self._timed("detect", started)
-        found = [{"box": [int(v) for v in np.rint(boxes[i].astype(np.float64))], "eyes": alignment.eyes_q4(marks[i]),
-                  "score": scoring.basis_points(scores[i])} for i in range(len(scores))]
-        return sorted(found, key=lambda f: -(f["box"][2] - f["box"][0]) * (f["box"][3] - f["box"][1]))
+        return detected_faces(out)
 
     def _crop(self, rgb: np.ndarray, face: dict, size: int) -> np.ndarray:
         started = time.perf_counter()
@@ -257,6 +253,15 @@ class Verifier:
         return {**result, "components": components, "models": dict(self.digests), "version": scoring.VERSION}
 
 
+def detected_faces(out: dict) -> list[dict]:
+    """The face_detection signature's outputs as faces, largest first: {"box": [x0, y0, x1, y1] int, "eyes": int64
+    (2, 2) in 1/16 px, "score": bp}. Box corners are rounded half to even; equal areas keep the detector's order."""
+    boxes, marks, scores = (out[k].numpy() for k in ("boxes", "landmarks", "scores"))
+    found = [{"box": [int(v) for v in np.rint(boxes[i].astype(np.float64))], "eyes": alignment.eyes_q4(marks[i]),
+              "score": scoring.basis_points(scores[i])} for i in range(len(scores))]
+    return sorted(found, key=lambda f: -(f["box"][2] - f["box"][0]) * (f["box"][3] - f["box"][1]))
+
+
 def crop_largest_faces(rgb_images, size: int, lock_path: Path = registry.LOCK_PATH) -> tuple[np.ndarray, np.ndarray]:
     """(uint8 crops (N, size, size, 3), face found (N,)): each image's largest usable face, found by the approved
     face_detection model and cropped by veid_ml.alignment exactly as Verifier does; mid grey where there is none.
@@ -268,11 +273,7 @@ def crop_largest_faces(rgb_images, size: int, lock_path: Path = registry.LOCK_PA
     detect = inference.load_approved("face_detection", lock_path=lock_path)
     crops, found = [], []
     for rgb in rgb_images:
-        out = detect(image=tf.constant(rgb))
-        faces = [{"box": b, "eyes": alignment.eyes_q4(m)} for b, m in zip(out["boxes"].numpy(),
-                                                                         out["landmarks"].numpy())]
-        faces = sorted((f for f in faces if usable(f)),
-                       key=lambda f: -(f["box"][2] - f["box"][0]) * (f["box"][3] - f["box"][1]))
+        faces = [f for f in detected_faces(detect(image=tf.constant(rgb))) if usable(f)]
         found.append(bool(faces))
         crops.append(alignment.crop(rgb, faces[0]["eyes"], size) if faces
                      else np.full((size, size, 3), 128, np.uint8))

@@ -59,6 +59,14 @@ def decode_cases(out_dir: Path) -> list[dict]:
     return out
 
 
+def comparable(result: dict) -> dict:
+    """What Go (and another CPU) must reproduce of a VEID result, as JSON values: score, decision, reason codes and
+    components (reason texts, model digests and version are not outputs of the inputs)."""
+    return json.loads(json.dumps({"score": result["score"], "decision": result["decision"],
+                                  "reason_codes": [r["code"] for r in result["reasons"]],
+                                  "components": result["components"]}))
+
+
 def write(out_dir: Path, per_kind: int = 1) -> Path:
     """Write the golden files for per_kind cases of every demo kind; returns cases.json's path."""
     from veid_ml import demo_cases, document_reader
@@ -80,9 +88,7 @@ def write(out_dir: Path, per_kind: int = 1) -> Path:
             entry["mrz_line_count"] = len(located.mrz_lines)
         except ValueError as e:
             entry["locate_error"] = str(e)
-        entry["result"] = {"score": result["score"], "decision": result["decision"],
-                           "reason_codes": [r["code"] for r in result["reasons"]],
-                           "components": result["components"]}
+        entry["result"] = comparable(result)
         entries.append(entry)
         print(f"{name}: {result['decision']} {result['score']}", flush=True)
     doc = {"version": result["version"], "today": demo_cases.TODAY.isoformat(), "models": verifier.digests,

@@ -57,6 +57,7 @@ def pipeline_against_golden(golden_dir) -> int:
     import datetime
     import json
 
+    from veid_ml import golden
     from veid_ml.api import Verifier
 
     doc = hashing.read_json(golden_dir / "cases.json", "golden cases")
@@ -65,13 +66,11 @@ def pipeline_against_golden(golden_dir) -> int:
     differ, h = 0, hashlib.sha256()
     for case in doc["cases"]:
         result = verifier.verify(golden_dir / case["selfie"], golden_dir / case["document"], today=today)
-        got = {"score": result["score"], "decision": result["decision"],
-               "reason_codes": [r["code"] for r in result["reasons"]], "components": result["components"]}
-        got = json.loads(json.dumps(got))  # tuples and ints as the stored JSON has them
+        got, want = golden.comparable(result), case["result"]
         h.update(json.dumps(got, sort_keys=True).encode())
-        changed = sorted(k for k in set(got) | set(got["components"]) if
-                         (got.get(k) if k in got else got["components"].get(k)) !=
-                         (case["result"].get(k) if k in got else case["result"]["components"].get(k)))
+        changed = [k for k in ("score", "decision", "reason_codes") if got[k] != want[k]]
+        changed += [k for k in sorted(set(got["components"]) | set(want["components"]))
+                    if got["components"].get(k) != want["components"].get(k)]
         differ += bool(changed)
         print(f"{case['name']:18s} {got['decision']:7s} {got['score']:3d}  "
               f"{'same' if not changed else 'DIFFERS: ' + ', '.join(changed)}")
