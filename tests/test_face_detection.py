@@ -222,7 +222,7 @@ def test_landmarks_follow_the_renderer():
     for i in range(40):
         params = faces.identity_params("val", i)
         view = faces.aligned_view(params, faces.random_view(sample_rng("face_view", "val", i * 1000, 42)))
-        marks = scenes.landmarks_in_render(params, view, 1000) / 1000
+        marks = faces.landmarks_in_render(params, view, 1000) / 1000
         eyes.append(marks[:2])
         assert marks[0, 0] < marks[2, 0] < marks[1, 0] and marks[3, 0] < marks[4, 0]  # left to right
         assert marks[:2, 1].max() < marks[2, 1] < marks[3:, 1].min()  # eyes above the nose above the mouth

@@ -1,12 +1,12 @@
 """Synthetic selfies, face-free scenes and document portraits with face-detection ground truth.
 
-The data engine (veid_ml.data) renders faces and documents but keeps no landmark list, so the five landmarks are
-computed here from the renderer's own drawing geometry (faces.render_layers): the eye centres where it draws the iris
+The five landmarks come from the renderer's own drawing geometry (faces.landmarks_in_render, after
+faces.render_layers): the eye centres where it draws the iris
 (`at(+-eye_sep, eye_y, 0.03)`), the nose tip where it raises the tip bump (`at(0, eye_y + nose_len, 0.1)`, 0.01 up),
 and the mouth corners at the ends of the lip line (`mouth_w`, widened by the smile, lifted by it and lowered by an open
 mouth). Canonical face coordinates map to pixels exactly as render_layers' window() maps them (roll, scale, shift).
-If the renderer's geometry changes, this module must follow it (tests/test_face_detection.py compares its eye points
-with faces.aligned_view's fixed eye positions).
+If the renderer's geometry changes, faces.canonical_landmarks must follow it (tests/test_face_detection.py compares
+its eye points with faces.aligned_view's fixed eye positions).
 
 Coordinates: x right, y down, in pixels of the image with its top-left corner at (0, 0), so pixel (i, j)'s centre is
 (i + 0.5, j + 0.5); landmarks in the detector's order: image-left eye, image-right eye, nose tip, image-left mouth
@@ -36,37 +36,6 @@ BOX_WIDTH = (1.85, 0.23)  # face box width in inter-ocular distances and eye-to-
 BOX_HEIGHT = (2.37, 0.37)
 BOX_CENTRE = (-0.56, 0.24)  # x: times the nose's offset from the eye midpoint; y: eye-to-mouth distances below it
 GHOST_SCALE = 0.45  # documents.render_page's ghost image: the photo at this scale
-EYE_DEPTH, NOSE_DEPTH, MOUTH_DEPTH = 0.03, 0.1, 0.07  # the depths render_layers draws them at
-
-
-def _at(view, x, y, depth):
-    """render_layers' at(): where a canonical feature lands after yaw and pitch."""
-    yaw, pitch = view["yaw"], view["pitch"]
-    return x * np.cos(yaw) + depth * np.sin(yaw), y * np.cos(pitch) - depth * np.sin(pitch)
-
-
-def canonical_landmarks(params: dict, view: dict) -> np.ndarray:
-    """(5, 2) canonical (u, v) of the five landmarks after pose (before roll, scale and shift)."""
-    ey = params["eye_y"]
-    left_eye, right_eye = (_at(view, side * params["eye_sep"], ey, EYE_DEPTH) for side in (-1, 1))
-    nx, ny = _at(view, 0.0, ey + params["nose_len"], NOSE_DEPTH)
-    mx, my = _at(view, 0.0, params["mouth_y"], MOUTH_DEPTH)
-    smile, gap = view["smile"], 0.02 * view["mouth_open"]
-    half = params["mouth_w"] * (1 + 0.2 * smile) * np.cos(view["yaw"])
-    corner_y = my - (smile * 0.02 - 0.004) + gap / 2  # the lip line's height at its ends (tu = 1)
-    return np.array([left_eye, right_eye, (nx, ny - 0.01), (mx - half, corner_y), (mx + half, corner_y)], np.float64)
-
-
-def landmarks_in_render(params: dict, view: dict, size: int) -> np.ndarray:
-    """(5, 2) landmark pixels in a size x size render of (params, view) (module docstring's coordinates)."""
-    uv = canonical_landmarks(params, view)
-    s, roll = view["scale"], view["roll"]
-    cr, sr = np.cos(roll), np.sin(roll)
-    x = (cr * uv[:, 0] - sr * uv[:, 1]) * s + view["shift"][0] + 0.5
-    y = (sr * uv[:, 0] + cr * uv[:, 1]) * s + view["shift"][1] + 0.54
-    return np.stack([x, y], axis=1) * size
-
-
 def face_box(landmarks: np.ndarray) -> np.ndarray:
     """The ground-truth box [x0, y0, x1, y1] of a face from its five landmarks (module docstring)."""
     eyes, mouth = landmarks[:2].mean(axis=0), landmarks[3:].mean(axis=0)
@@ -82,10 +51,10 @@ def _selfie_view(params: dict, rng: np.random.Generator, size_range, portrait: b
     view = faces.random_view(rng)
     view["scale"] = 1.0
     view["shift"] = [0.0, 0.0]
-    box = face_box(landmarks_in_render(params, view, RENDER))
+    box = face_box(faces.landmarks_in_render(params, view, RENDER))
     fraction = float(np.exp(rng.uniform(np.log(size_range[0]), np.log(size_range[1]))))
     view["scale"] = fraction * FRAME_SHORT / (box[3] - box[1])
-    box = face_box(landmarks_in_render(params, view, RENDER))
+    box = face_box(faces.landmarks_in_render(params, view, RENDER))
     half = (box[2] - box[0]) / 2, (box[3] - box[1]) / 2
     frame = (FRAME_SHORT, RENDER) if portrait else (RENDER, FRAME_SHORT)  # width, height
     offset = ((RENDER - frame[0]) / 2, (RENDER - frame[1]) / 2)
@@ -116,7 +85,7 @@ def selfie(split: str, index: int, seed: int = 42, size_range=(0.1, 0.7), face: 
     x0, y0 = int(offset[0]), int(offset[1])
     image = faces.render_face(params, view, RENDER)[y0:y0 + frame[1], x0:x0 + frame[0]]
     image = faces.capture_view(np.ascontiguousarray(image), view, rng)
-    marks = landmarks_in_render(params, view, RENDER) - (x0, y0)
+    marks = faces.landmarks_in_render(params, view, RENDER) - (x0, y0)
     if not face:
         return image, np.zeros((0, 5, 2)), np.zeros((0, 4))
     return image, marks[None], face_box(marks)[None]
@@ -140,7 +109,7 @@ def document(split: str, index: int, seed: int = 42, layout: str = "TD1"):
     view = faces.aligned_view(params, faces.random_view(rng))
     size = int(photo_h)
     crop_x = (size - int(photo_w)) // 2
-    marks = landmarks_in_render(params, view, size) - (crop_x, 0)  # in the pasted photo
+    marks = faces.landmarks_in_render(params, view, size) - (crop_x, 0)  # in the pasted photo
     fw, fh = min(int(photo_w), size - crop_x), size
     page_corners = np.float64([[0, 0], [fw, 0], [fw, fh], [0, fh]]) + (int(photo_x), int(photo_y))
     quad = np.float64(info["quads"]["photo"])

@@ -11,9 +11,10 @@ images.InputError subclass naming the problem; a photo that can be decoded but n
 document, an unreadable MRZ, an image under 32 px in verify) gives the decision "retake" with its reason.
 
 The pipeline (each stage timed in `Verifier.timings` after a call):
-  decode -> detect (face_detection on the whole photo) -> align (veid_ml.alignment: integer similarity warp from the
-  detector's eyes) -> liveness (liveness_detection on the selfie's 128 px crop) -> embed (facial_verification's
-  `embed` on the 64 px crops of the selfie and of the document's largest face) -> locate (document_reader: card,
+  decode -> detect (face_detection on the whole photo) -> align (veid_ml.alignment: integer similarity warp fitted to
+  the detector's landmarks) -> liveness (liveness_detection on the selfie's 128 px eye-aligned crop) -> embed
+  (facial_verification's `embed` on dlib's 150 px five-point chips of the selfie and of the document's largest
+  face) -> locate (document_reader: card,
   MRZ and field lines) -> recognise (ocr_extraction) -> parse (MRZ, check digits, expiry; veid_ml.scoring).
 Every model output becomes an integer once (veid_ml.scoring); the score and decision are integer arithmetic on those.
 The Go package pkg/inference computes the same result from the same PNG inputs (tests/test_go_inference.py).
@@ -33,8 +34,8 @@ from veid_ml.inference import UnapprovedModelError, check_approved
 __all__ = ["Verifier", "UnapprovedModelError", "InputError"]
 InputError = images.InputError
 
-FACE_SIZE = 64  # facial_verification's input side
-LIVENESS_SIZE = 128  # liveness_detection's input side
+FACE_CHIP = alignment.FACE_CHIP  # facial_verification's input: dlib's 150 px face chip
+LIVENESS_CHIP = alignment.LIVENESS_CHIP  # liveness_detection's input: 128 px
 MRZ_FIELDS = ("surname", "given_names", "document_number", "issuing_state", "nationality", "birth_date", "sex",
               "expiry_date", "optional_data")
 
@@ -58,9 +59,9 @@ class Verifier:
         self._tf = tf
         # The thresholds are constants inside the approved graphs: read them from the graphs, not from metrics.json.
         pair = signatures["facial_verification"]["serving_default"]
-        face = tf.zeros([1, FACE_SIZE, FACE_SIZE, 3], tf.float32)
+        face = tf.zeros([1, FACE_CHIP.size, FACE_CHIP.size, 3], tf.float32)
         self.similarity_threshold = scoring.basis_points(pair(image_a=face, image_b=face)["threshold"].numpy()[0])
-        live = self._liveness(image=tf.zeros([1, LIVENESS_SIZE, LIVENESS_SIZE, 3], tf.float32))
+        live = self._liveness(image=tf.zeros([1, LIVENESS_CHIP.size, LIVENESS_CHIP.size, 3], tf.float32))
         self.liveness_threshold = scoring.basis_points(live["threshold"].numpy())
         self.timings: dict[str, float] = {}
 
@@ -106,9 +107,9 @@ class Verifier:
         self._timed("detect", started)
         return detected_faces(out)
 
-    def _crop(self, rgb: np.ndarray, face: dict, size: int) -> np.ndarray:
+    def _crop(self, rgb: np.ndarray, face: dict, chip: alignment.Chip) -> np.ndarray:
         started = time.perf_counter()
-        crop = alignment.crop(rgb, face["eyes"], size)
+        crop = alignment.crop(rgb, face["points"], chip)
         self._timed("align", started)
         return crop
 
@@ -147,7 +148,7 @@ class Verifier:
         for image in (image_a, image_b):
             rgb = self._decode(image)
             faces = [f for f in self.faces(rgb) if usable(f)]
-            embeddings.append(self._embedding(self._crop(rgb, faces[0], FACE_SIZE)) if faces else None)
+            embeddings.append(self._embedding(self._crop(rgb, faces[0], FACE_CHIP)) if faces else None)
         found = tuple(e is not None for e in embeddings)
         similarity = scoring.similarity_bp(*embeddings) if all(found) else 0
         return {"similarity": similarity, "match": all(found) and similarity >= self.similarity_threshold,
@@ -161,7 +162,7 @@ class Verifier:
         faces = [f for f in self.faces(rgb) if usable(f)]
         if not faces:
             return {"score": 0, "bona_fide": False, "threshold": self.liveness_threshold, "face_box": None}
-        score = self._liveness_bp(self._crop(rgb, faces[0], LIVENESS_SIZE))
+        score = self._liveness_bp(self._crop(rgb, faces[0], LIVENESS_CHIP))
         return {"score": score, "bona_fide": score >= self.liveness_threshold, "threshold": self.liveness_threshold,
                 "face_box": faces[0]["box"]}
 
@@ -241,11 +242,11 @@ class Verifier:
                 document_ok = not found
         similarity = liveness = None
         if selfie_face is not None:
-            liveness = self._liveness_bp(self._crop(rgb["selfie"], selfie_face, LIVENESS_SIZE))
+            liveness = self._liveness_bp(self._crop(rgb["selfie"], selfie_face, LIVENESS_CHIP))
             if document_face is not None:
-                similarity = scoring.similarity_bp(self._embedding(self._crop(rgb["selfie"], selfie_face, FACE_SIZE)),
+                similarity = scoring.similarity_bp(self._embedding(self._crop(rgb["selfie"], selfie_face, FACE_CHIP)),
                                                    self._embedding(self._crop(rgb["document"], document_face,
-                                                                              FACE_SIZE)))
+                                                                              FACE_CHIP)))
         components.update(similarity=similarity, similarity_threshold=self.similarity_threshold, liveness=liveness,
                           liveness_threshold=self.liveness_threshold)
         result = scoring.combine(similarity, self.similarity_threshold, liveness, self.liveness_threshold,
@@ -254,15 +255,17 @@ class Verifier:
 
 
 def detected_faces(out: dict) -> list[dict]:
-    """The face_detection signature's outputs as faces, largest first: {"box": [x0, y0, x1, y1] int, "eyes": int64
-    (2, 2) in 1/16 px, "score": bp}. Box corners are rounded half to even; equal areas keep the detector's order."""
+    """The face_detection signature's outputs as faces, largest first: {"box": [x0, y0, x1, y1] int, "points": int64
+    (5, 2) landmarks in 1/16 px (alignment.landmarks_q4), "score": bp}. Box corners are rounded half to even; equal
+    areas keep the detector's order."""
     boxes, marks, scores = (out[k].numpy() for k in ("boxes", "landmarks", "scores"))
-    found = [{"box": [int(v) for v in np.rint(boxes[i].astype(np.float64))], "eyes": alignment.eyes_q4(marks[i]),
+    found = [{"box": [int(v) for v in np.rint(boxes[i].astype(np.float64))], "points": alignment.landmarks_q4(marks[i]),
               "score": scoring.basis_points(scores[i])} for i in range(len(scores))]
     return sorted(found, key=lambda f: -(f["box"][2] - f["box"][0]) * (f["box"][3] - f["box"][1]))
 
 
-def crop_largest_faces(rgb_images, size: int, lock_path: Path = registry.LOCK_PATH) -> tuple[np.ndarray, np.ndarray]:
+def crop_largest_faces(rgb_images, chip: alignment.Chip, lock_path: Path = registry.LOCK_PATH
+                       ) -> tuple[np.ndarray, np.ndarray]:
     """(uint8 crops (N, size, size, 3), face found (N,)): each image's largest usable face, found by the approved
     face_detection model and cropped by veid_ml.alignment exactly as Verifier does; mid grey where there is none.
     For evaluations and training on real photos (eval-real, facial --data-dir): the crops the pipeline would score."""
@@ -275,11 +278,11 @@ def crop_largest_faces(rgb_images, size: int, lock_path: Path = registry.LOCK_PA
     for rgb in rgb_images:
         faces = [f for f in detected_faces(detect(image=tf.constant(rgb))) if usable(f)]
         found.append(bool(faces))
-        crops.append(alignment.crop(rgb, faces[0]["eyes"], size) if faces
-                     else np.full((size, size, 3), 128, np.uint8))
+        crops.append(alignment.crop(rgb, faces[0]["points"], chip) if faces
+                     else np.full((chip.size, chip.size, 3), 128, np.uint8))
     return np.stack(crops), np.array(found, bool)
 
 
 def usable(face: dict) -> bool:
     """Eyes at least alignment.MIN_EYE_DISTANCE_Q4 apart: enough pixels for the face models."""
-    return alignment.eye_distance_sq_q4(face["eyes"]) >= alignment.MIN_EYE_DISTANCE_Q4 ** 2
+    return alignment.eye_distance_sq_q4(face["points"]) >= alignment.MIN_EYE_DISTANCE_Q4 ** 2

@@ -101,6 +101,35 @@ def tpr_at_fpr(y_true, score, max_fpr: float) -> tuple[float, float]:
     return float(tpr[i]), float(thr[i])
 
 
+def best_threshold(is_genuine: np.ndarray, similarity: np.ndarray) -> float:
+    """The accuracy-maximising threshold, midway between the two scores it separates."""
+    order = np.argsort(similarity, kind="stable")
+    s, y = similarity[order], is_genuine[order]
+    # accept everything from position k on: correct = impostors below k + genuines from k
+    correct = np.concatenate([[0], np.cumsum(1 - y)]) + np.concatenate([np.cumsum(y[::-1])[::-1], [0]])
+    k = int(np.argmax(correct))
+    if k == 0:
+        return float(s[0] - 1e-6)
+    if k == len(s):
+        return float(s[-1] + 1e-6)
+    return float((s[k - 1] + s[k]) / 2)
+
+
+def ten_fold_accuracy(is_genuine: np.ndarray, similarity: np.ndarray, folds: np.ndarray | None = None
+                      ) -> tuple[float, np.ndarray]:
+    """LFW protocol: each fold is scored with the threshold that is best on the other nine; (mean accuracy, preds).
+    folds: the fold (0..9) of each pair; default pair i in fold i % 10."""
+    folds = np.arange(len(similarity)) % 10 if folds is None else np.asarray(folds)
+    predicted = np.zeros(len(similarity), bool)
+    accuracies = []
+    for f in np.unique(folds):
+        held = folds == f
+        thr = best_threshold(is_genuine[~held], similarity[~held])
+        predicted[held] = similarity[held] >= thr
+        accuracies.append(np.mean(predicted[held] == is_genuine[held]))
+    return float(np.mean(accuracies)), predicted
+
+
 def latency_ms(fn, inputs: dict, runs: int = 300, warmup: int = 30) -> dict:
     """p50/p95/p99 wall time of single calls of a loaded signature (what a validator pays per request)."""
     for _ in range(warmup):

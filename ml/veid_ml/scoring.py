@@ -3,8 +3,9 @@ line to Go: pkg/inference/scoring.go).
 
 Rounding the models' float outputs (the one place floats become integers):
 - probabilities and thresholds -> basis points: rint(float64(p) * 10000), half to even (bp);
-- a unit embedding -> int64 components rint(float64(e) * 2^14); the similarity of two faces is their integer dot
-  product in bp: round_div(dot * 10000, 2^28), clamped to 0..10000 (the cosine, 0 for opposite faces).
+- an embedding -> int64 components rint(float64(e) * 2^14); the similarity of two faces is 1 - |a - b|^2 / 2 in bp:
+  10000 - round_div(sq * 10000, 2 * 2^28) with sq the integer squared distance, clamped to 0..10000 (dlib's
+  Euclidean distance as a score: 8200 at its threshold 0.6; for unit vectors it is the cosine).
 
 The score (0..100) is the weakest component, each mapped so that its threshold lands on 50:
     points(x, t) = x * 50 // t                          if x < t
@@ -60,9 +61,11 @@ def quantise_embedding(embedding) -> np.ndarray:
 
 
 def similarity_bp(a: np.ndarray, b: np.ndarray) -> int:
-    """Cosine of two quantised unit embeddings in bp (negative -> 0)."""
-    dot = int(np.dot(a, b))
-    return min(BP, max(0, (2 * dot * BP + EMBEDDING_ONE ** 2) // (2 * EMBEDDING_ONE ** 2)))
+    """1 - |a - b|^2 / 2 of two quantised embeddings in bp, clamped to 0..10000 (module docstring)."""
+    diff = np.asarray(a, np.int64) - np.asarray(b, np.int64)
+    sq = int(np.dot(diff, diff))  # wraps at 64 bits like Go's int64 (only for absurd embeddings)
+    one = EMBEDDING_ONE ** 2
+    return min(BP, max(0, BP - (2 * sq * BP + 2 * one) // (4 * one)))
 
 
 def points(x: int, threshold: int) -> int:

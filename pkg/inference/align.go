@@ -5,18 +5,30 @@ import (
 	"math"
 )
 
-// Face crops from the detector's eye points in integer arithmetic only: veid_ml.alignment, line for line (its module
+// Face crops from the detector's landmarks in integer arithmetic only: veid_ml.alignment, line for line (its module
 // docstring states the rule). Coordinates can be negative, so Python's floor division is floorDiv here; >> on int64
 // is an arithmetic (floor) shift in both languages. Arithmetic wraps at 64 bits like numpy's int64.
 
-// canonicalEyesBP is alignment.CANONICAL_EYES_BP: (x, y) of the image-left and image-right eyes in 1/10000 of the side.
-var canonicalEyesBP = [2][2]int64{{3960, 4930}, {6100, 4930}}
+// Chip is alignment.Chip: a model's face crop, its side, (x, y) in 1/10000 of the side of the landmarks it aligns
+// (the first len(PointsBP) in Points' order), and whether the photo lies on black (ZeroBorder) or its edge repeats.
+type Chip struct {
+	Size       int
+	PointsBP   [][2]int64
+	ZeroBorder bool
+}
+
+// LivenessChip is alignment.LIVENESS_CHIP; FaceChip is alignment.FACE_CHIP (dlib's 150 px five-point chip).
+var (
+	LivenessChip = Chip{128, [][2]int64{{3960, 4930}, {6100, 4930}}, false}
+	FaceChip     = Chip{150, [][2]int64{{3182, 3142}, {6685, 3142}, {4934, 5104}, {3361, 6868}, {6507, 6868}}, true}
+)
 
 // MinEyeDistanceQ4 is alignment.MIN_EYE_DISTANCE_Q4: eyes closer than 10 px hold too few pixels for the models.
 const MinEyeDistanceQ4 = 10 * 16
 
-// Eyes are two (x, y) points in 1/16 px, the image-left eye first.
-type Eyes [2][2]int64
+// Points are the detector's five landmarks in 1/16 px: image-left eye, image-right eye, nose tip, image-left and
+// image-right mouth corner.
+type Points [5][2]int64
 
 // floorDiv is Python's // for int64 (d != 0).
 func floorDiv(n, d int64) int64 {
@@ -35,35 +47,37 @@ func numpyInt64(v float64) int64 {
 	return int64(v)
 }
 
-// eyesQ4 is alignment.eyes_q4: the first two landmarks rounded half to even to 1/16 px, the smaller x first (on a
-// tie, the detector's first eye).
-func eyesQ4(landmarks [][2]float32) Eyes {
-	var e Eyes
-	for i := 0; i < 2; i++ {
+// landmarksQ4 is alignment.landmarks_q4: the five landmarks rounded half to even to 1/16 px, the eyes and the mouth
+// corners each ordered by x (on a tie, the detector's order).
+func landmarksQ4(landmarks [5][2]float32) Points {
+	var p Points
+	for i := range p {
 		for j := 0; j < 2; j++ {
-			e[i][j] = numpyInt64(math.RoundToEven(float64(landmarks[i][j]) * 16))
+			p[i][j] = numpyInt64(math.RoundToEven(float64(landmarks[i][j]) * 16))
 		}
 	}
-	if e[1][0] < e[0][0] {
-		e[0], e[1] = e[1], e[0]
+	for _, i := range []int{0, 3} {
+		if p[i+1][0] < p[i][0] {
+			p[i], p[i+1] = p[i+1], p[i]
+		}
 	}
-	return e
+	return p
 }
 
-// canonicalQ4 is alignment.canonical_q4.
-func canonicalQ4(size int) [2][2]int64 {
-	var c [2][2]int64
+// chipQ4 is alignment.chip_q4.
+func chipQ4(chip Chip) [][2]int64 {
+	c := make([][2]int64, len(chip.PointsBP))
 	for i := range c {
-		for j := range c[i] {
-			c[i][j] = floorDiv(canonicalEyesBP[i][j]*int64(size)*16, 10000)
+		for j := 0; j < 2; j++ {
+			c[i][j] = floorDiv(chip.PointsBP[i][j]*int64(chip.Size)*16, 10000)
 		}
 	}
 	return c
 }
 
 // eyeDistanceSqQ4 is alignment.eye_distance_sq_q4.
-func eyeDistanceSqQ4(e Eyes) int64 {
-	ux, uy := e[1][0]-e[0][0], e[1][1]-e[0][1]
+func eyeDistanceSqQ4(p Points) int64 {
+	ux, uy := p[1][0]-p[0][0], p[1][1]-p[0][1]
 	return ux*ux + uy*uy
 }
 
@@ -84,13 +98,31 @@ func isqrt(n int64) int64 {
 	return r
 }
 
+// fitQ16 is alignment.fit_q16: the Q16 complex ratio (ax, ay) of the least-squares map and the photo points' sum.
+func fitQ16(p Points, chip Chip) (ax, ay, px, py int64) {
+	c := chipQ4(chip)
+	n := int64(len(c))
+	var cx, cy int64
+	for i := range c {
+		cx, cy, px, py = cx+c[i][0], cy+c[i][1], px+p[i][0], py+p[i][1]
+	}
+	var numX, numY, den int64
+	for i := range c {
+		ccx, ccy := n*c[i][0]-cx, n*c[i][1]-cy
+		pcx, pcy := n*p[i][0]-px, n*p[i][1]-py
+		numX += pcx*ccx + pcy*ccy
+		numY += pcy*ccx - pcx*ccy
+		den += ccx*ccx + ccy*ccy
+	}
+	return roundDiv(65536*numX, den), roundDiv(65536*numY, den), px, py
+}
+
 // shrinkFactor is alignment.shrink_factor.
-func shrinkFactor(e Eyes, size int) (int64, error) {
-	c := canonicalQ4(size)
-	span := c[1][0] - c[0][0]
-	q := floorDiv(eyeDistanceSqQ4(e), 4*span*span)
+func shrinkFactor(p Points, chip Chip) (int64, error) {
+	ax, ay, _, _ := fitQ16(p, chip)
+	q := floorDiv(ax*ax+ay*ay, 4*65536*65536)
 	if q < 0 {
-		return 0, fmt.Errorf("eye distance overflows: eyes %v", e) // math.isqrt raises ValueError on it
+		return 0, fmt.Errorf("landmark scale overflows: landmarks %v", p) // math.isqrt raises ValueError on it
 	}
 	if k := isqrt(q); k > 1 {
 		return k, nil
@@ -98,7 +130,7 @@ func shrinkFactor(e Eyes, size int) (int64, error) {
 	return 1, nil
 }
 
-// capShrink is alignment's cap: k at most the photo's shorter side (eyes far outside a tiny photo).
+// capShrink is alignment's cap: k at most the photo's shorter side (landmarks far outside a tiny photo).
 func capShrink(k int64, img *RGB) int64 {
 	m := int64(img.Height)
 	if int64(img.Width) < m {
@@ -134,16 +166,21 @@ func blockAverage(pix []byte, width, height int, k int64) ([]byte, int, int) {
 }
 
 // sourcePointsQ16 is alignment.source_points_q16: where each crop pixel centre lies in the photo, in 1/65536 px.
-func sourcePointsQ16(e Eyes, size int) (sx, sy []int64) {
-	c := canonicalQ4(size)
-	ux, uy := e[1][0]-e[0][0], e[1][1]-e[0][1]
-	span := c[1][0] - c[0][0]
+func sourcePointsQ16(p Points, chip Chip) (sx, sy []int64) {
+	size := chip.Size
+	c := chipQ4(chip)
+	n := int64(len(c))
+	var cx, cy int64
+	for i := range c {
+		cx, cy = cx+c[i][0], cy+c[i][1]
+	}
+	ax, ay, px, py := fitQ16(p, chip)
 	sx, sy = make([]int64, size*size), make([]int64, size*size)
 	for oy := 0; oy < size; oy++ {
 		for ox := 0; ox < size; ox++ {
-			tx, ty := 16*int64(ox)-c[0][0], 16*int64(oy)-c[0][1]
-			sx[oy*size+ox] = 4096*e[0][0] + roundDiv(4096*(ux*tx-uy*ty), span)
-			sy[oy*size+ox] = 4096*e[0][1] + roundDiv(4096*(uy*tx+ux*ty), span)
+			tx, ty := 16*n*int64(ox)-cx, 16*n*int64(oy)-cy
+			sx[oy*size+ox] = roundDiv(65536*px+ax*tx-ay*ty, 16*n)
+			sy[oy*size+ox] = roundDiv(65536*py+ay*tx+ax*ty, 16*n)
 		}
 	}
 	return sx, sy
@@ -159,8 +196,16 @@ func clip(v, lo, hi int64) int64 { // np.clip: hi wins when hi < lo
 	return v
 }
 
-// bilinearQ16 is alignment.bilinear_q16: Q8 weights, a replicated border, per channel.
-func bilinearQ16(pix []byte, width, height int, sx, sy []int64) []byte {
+func inside(v, n int64) int32 { // 1 when 0 <= v < n
+	if v >= 0 && v < n {
+		return 1
+	}
+	return 0
+}
+
+// bilinearQ16 is alignment.bilinear_q16: Q8 weights, per channel; outside the image the edge repeats or (zeroBorder)
+// a neighbour counts as 0.
+func bilinearQ16(pix []byte, width, height int, sx, sy []int64, zeroBorder bool) []byte {
 	w, h := int64(width), int64(height)
 	out := make([]byte, 3*len(sx))
 	for i := range sx {
@@ -169,7 +214,12 @@ func bilinearQ16(pix []byte, width, height int, sx, sy []int64) []byte {
 		xa, xb := clip(x0, 0, w-1), clip(x0+1, 0, w-1)
 		ya, yb := clip(y0, 0, h-1)*w, clip(y0+1, 0, h-1)*w
 		index := [4]int64{ya + xa, ya + xb, yb + xa, yb + xb}
-		weight := [4]int32{(256 - fx) * (256 - fy), fx * (256 - fy), (256 - fx) * fy, fx * fy} // Q16, sum 65536
+		left, right, top, bottom := 256-fx, fx, 256-fy, fy
+		if zeroBorder {
+			left, right = left*inside(x0, w), right*inside(x0+1, w)
+			top, bottom = top*inside(y0, h), bottom*inside(y0+1, h)
+		}
+		weight := [4]int32{left * top, right * top, left * bottom, right * bottom} // Q16, sum 65536 inside
 		for ch := 0; ch < 3; ch++ {
 			value := int32(32768)
 			for j := range index {
@@ -202,11 +252,11 @@ func minMax(v []int64) (int64, int64) {
 	return lo, hi
 }
 
-// cropFace is alignment.crop: size x size x 3 bytes with the eyes moved to the canonical eye points. Only the
+// cropFace is alignment.crop: size x size x 3 bytes with the landmarks fitted onto the chip's points. Only the
 // window the samples reach is shrunk and read (the same bytes as cropWhole).
-func cropFace(img *RGB, e Eyes, size int) ([]byte, error) {
-	sx, sy := sourcePointsQ16(e, size)
-	k, err := shrinkFactor(e, size)
+func cropFace(img *RGB, e Points, chip Chip) ([]byte, error) {
+	sx, sy := sourcePointsQ16(e, chip)
+	k, err := shrinkFactor(e, chip)
 	if err != nil {
 		return nil, err
 	}
@@ -233,13 +283,13 @@ func cropFace(img *RGB, e Eyes, size int) ([]byte, error) {
 		sx[i] -= xLo << 16
 		sy[i] -= yLo << 16
 	}
-	return bilinearQ16(window, ww, wh, sx, sy), nil
+	return bilinearQ16(window, ww, wh, sx, sy, chip.ZeroBorder), nil
 }
 
 // cropWhole is alignment.crop_whole, the reference cropFace must equal: the whole photo shrunk, then sampled.
-func cropWhole(img *RGB, e Eyes, size int) ([]byte, error) {
-	sx, sy := sourcePointsQ16(e, size)
-	k, err := shrinkFactor(e, size)
+func cropWhole(img *RGB, e Points, chip Chip) ([]byte, error) {
+	sx, sy := sourcePointsQ16(e, chip)
+	k, err := shrinkFactor(e, chip)
 	if err != nil {
 		return nil, err
 	}
@@ -252,5 +302,5 @@ func cropWhole(img *RGB, e Eyes, size int) ([]byte, error) {
 	if w == 0 || h == 0 {
 		return nil, fmt.Errorf("a %dx%d image is smaller than its %d-times reduction", img.Width, img.Height, k)
 	}
-	return bilinearQ16(pix, w, h, sx, sy), nil
+	return bilinearQ16(pix, w, h, sx, sy, chip.ZeroBorder), nil
 }

@@ -295,7 +295,7 @@ func TestRefusesJPEGAndGarbage(t *testing.T) {
 }
 
 // TestCropEqualsCropWhole: the windowed crop reads the same bytes as shrinking the whole photo (alignment.crop's
-// promise), for eyes in and out of the image and at shrink factors 1..5.
+// promise), for landmarks in and out of the image and at shrink factors 1..5.
 func TestCropEqualsCropWhole(t *testing.T) {
 	rng := rand.New(rand.NewSource(1))
 	img := &RGB{Width: 301, Height: 233, Pix: make([]byte, 301*233*3)}
@@ -303,12 +303,15 @@ func TestCropEqualsCropWhole(t *testing.T) {
 	for i := 0; i < 300; i++ {
 		x0, y0 := rng.Int63n(16*400)-16*50, rng.Int63n(16*300)-16*50
 		dist := 16 + rng.Int63n(16*180)
-		e := Eyes{{x0, y0}, {x0 + dist, y0 + rng.Int63n(dist) - dist/2}}
-		for _, size := range []int{FaceSize, LivenessSize} {
-			a, errA := cropFace(img, e, size)
-			b, errB := cropWhole(img, e, size)
+		e := Points{{x0, y0}, {x0 + dist, y0 + rng.Int63n(dist) - dist/2}}
+		for j := 2; j < 5; j++ {
+			e[j] = [2]int64{x0 + rng.Int63n(dist+1), y0 + rng.Int63n(2*dist+1)}
+		}
+		for _, chip := range []Chip{FaceChip, LivenessChip} {
+			a, errA := cropFace(img, e, chip)
+			b, errB := cropWhole(img, e, chip)
 			if (errA == nil) != (errB == nil) || !bytes.Equal(a, b) {
-				t.Fatalf("eyes %v size %d: crop and crop_whole differ (%v, %v)", e, size, errA, errB)
+				t.Fatalf("eyes %v chip %v: crop and crop_whole differ (%v, %v)", e, chip, errA, errB)
 			}
 		}
 	}
@@ -338,6 +341,9 @@ func TestScoring(t *testing.T) {
 	}
 	if s := similarityBP([]int64{1 << 14}, []int64{1 << 14}); s != 10000 {
 		t.Errorf("equal embeddings: %d", s)
+	}
+	if s := similarityBP([]int64{9830, 0}, []int64{0, 0}); s != 8200 { // dlib's distance threshold 0.6
+		t.Errorf("distance 0.6: %d", s)
 	}
 	if floorDiv(-7, 2) != -4 || floorDiv(7, -2) != -4 || floorDiv(-6, 2) != -3 {
 		t.Error("floorDiv is not Python's //")

@@ -78,16 +78,19 @@ func quantiseEmbedding(e []float32) []int64 {
 	return q
 }
 
-// similarityBP is scoring.similarity_bp: the cosine of two quantised unit embeddings in bp (negative -> 0). The
-// dot product wraps at 64 bits like np.dot on int64; the rest is Python's unbounded integer arithmetic.
+// similarityBP is scoring.similarity_bp: 1 - |a - b|^2 / 2 of two quantised embeddings in bp, clamped to 0..10000.
+// The squared distance wraps at 64 bits like np.dot on int64; the rest is Python's unbounded integer arithmetic.
 func similarityBP(a, b []int64) int {
-	var dot int64
+	var sq int64
 	for i := range a {
-		dot += a[i] * b[i]
+		d := a[i] - b[i]
+		sq += d * d
 	}
-	n := new(big.Int).Mul(big.NewInt(dot), big.NewInt(2*bp))
-	n.Add(n, big.NewInt(embeddingOne*embeddingOne))
-	q := new(big.Int).Div(n, big.NewInt(2*embeddingOne*embeddingOne)) // Euclidean = floor for a positive divisor
+	one := big.NewInt(embeddingOne * embeddingOne)
+	n := new(big.Int).Mul(big.NewInt(sq), big.NewInt(2*bp))
+	n.Add(n, new(big.Int).Mul(one, big.NewInt(2)))
+	q := new(big.Int).Div(n, new(big.Int).Mul(one, big.NewInt(4))) // Euclidean = floor for a positive divisor
+	q.Sub(big.NewInt(bp), q)
 	if q.Sign() < 0 {
 		return 0
 	}

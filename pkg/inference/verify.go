@@ -15,22 +15,22 @@ import (
 // lines -> recognise -> parse, then the integer score, decision and reasons.
 
 const (
-	FaceSize     = 64  // api.FACE_SIZE: facial_verification's input side
-	LivenessSize = 128 // api.LIVENESS_SIZE: liveness_detection's input side
+	FaceSize     = 150 // api.FACE_CHIP.size: facial_verification's input side (FaceChip)
+	LivenessSize = 128 // api.LIVENESS_CHIP.size: liveness_detection's input side (LivenessChip)
 )
 
 // Box is a face box [x0, y0, x1, y1] in pixels, corners rounded half to even.
 type Box [4]int
 
-// Face is one detected face (api.Verifier.faces): box, eyes in 1/16 px, score in basis points.
+// Face is one detected face (api.Verifier.faces): box, five landmarks in 1/16 px, score in basis points.
 type Face struct {
-	Box   Box
-	Eyes  Eyes
-	Score int
+	Box    Box
+	Points Points
+	Score  int
 }
 
 // usable is api.usable: eyes at least MinEyeDistanceQ4 apart.
-func (f Face) usable() bool { return eyeDistanceSqQ4(f.Eyes) >= MinEyeDistanceQ4*MinEyeDistanceQ4 }
+func (f Face) usable() bool { return eyeDistanceSqQ4(f.Points) >= MinEyeDistanceQ4*MinEyeDistanceQ4 }
 
 // Verifier holds the four approved models, loaded after their bytes matched the lock.
 type Verifier struct {
@@ -81,7 +81,7 @@ func (v *Verifier) Close() {
 }
 
 // readThresholds reads the thresholds from the graphs as Python does: facial serving_default on one all-zero
-// 64 x 64 pair, liveness serving_default on one all-zero 128 x 128 image.
+// 150 x 150 pair, liveness serving_default on one all-zero 128 x 128 image.
 func (v *Verifier) readThresholds() error {
 	face := float32Tensor([]int64{1, FaceSize, FaceSize, 3}, make([]float32, FaceSize*FaceSize*3))
 	out, err := v.facial.run("serving_default", map[string]*tensor{"image_a": face, "image_b": face}, "threshold")
@@ -133,7 +133,11 @@ func (v *Verifier) Faces(img *RGB) ([]Face, error) {
 			}
 			faces[i].Box[j] = int(c)
 		}
-		faces[i].Eyes = eyesQ4([][2]float32{{marks[10*i], marks[10*i+1]}, {marks[10*i+2], marks[10*i+3]}})
+		var lm [5][2]float32
+		for j := range lm {
+			lm[j] = [2]float32{marks[10*i+2*j], marks[10*i+2*j+1]}
+		}
+		faces[i].Points = landmarksQ4(lm)
 		if faces[i].Score, err = basisPoints(scores[i]); err != nil {
 			return nil, err
 		}
@@ -152,9 +156,9 @@ func unitFloat(pix []byte) []float32 {
 	return out
 }
 
-// embedding is api.Verifier._embedding: facial_verification's `embed` on one 64 px crop, quantised.
+// embedding is api.Verifier._embedding: facial_verification's `embed` on one 150 px face chip, quantised.
 func (v *Verifier) embedding(img *RGB, face Face) ([]int64, error) {
-	crop, err := cropFace(img, face.Eyes, FaceSize)
+	crop, err := cropFace(img, face.Points, FaceChip)
 	if err != nil {
 		return nil, err
 	}
@@ -172,7 +176,7 @@ func (v *Verifier) embedding(img *RGB, face Face) ([]int64, error) {
 
 // livenessBP is api.Verifier._liveness_bp: liveness_detection on one 128 px crop.
 func (v *Verifier) livenessBP(img *RGB, face Face) (int, error) {
-	crop, err := cropFace(img, face.Eyes, LivenessSize)
+	crop, err := cropFace(img, face.Points, LivenessChip)
 	if err != nil {
 		return 0, err
 	}

@@ -429,13 +429,51 @@ def aligned_view(params: dict, view: dict) -> dict:
     return {**view, "roll": float(roll), "scale": float(scale), "shift": [float(v) for v in shift]}
 
 
+# Five landmarks from render_layers' drawing geometry (face_detection.scenes documents the choices).
+EYE_DEPTH, NOSE_DEPTH, MOUTH_DEPTH = 0.03, 0.1, 0.07  # the depths render_layers draws them at
+
+
+def _at(view, x, y, depth):
+    """render_layers' at(): where a canonical feature lands after yaw and pitch."""
+    yaw, pitch = view["yaw"], view["pitch"]
+    return x * np.cos(yaw) + depth * np.sin(yaw), y * np.cos(pitch) - depth * np.sin(pitch)
+
+
+def canonical_landmarks(params: dict, view: dict) -> np.ndarray:
+    """(5, 2) canonical (u, v) of the five landmarks after pose (before roll, scale and shift)."""
+    ey = params["eye_y"]
+    left_eye, right_eye = (_at(view, side * params["eye_sep"], ey, EYE_DEPTH) for side in (-1, 1))
+    nx, ny = _at(view, 0.0, ey + params["nose_len"], NOSE_DEPTH)
+    mx, my = _at(view, 0.0, params["mouth_y"], MOUTH_DEPTH)
+    smile, gap = view["smile"], 0.02 * view["mouth_open"]
+    half = params["mouth_w"] * (1 + 0.2 * smile) * np.cos(view["yaw"])
+    corner_y = my - (smile * 0.02 - 0.004) + gap / 2  # the lip line's height at its ends (tu = 1)
+    return np.array([left_eye, right_eye, (nx, ny - 0.01), (mx - half, corner_y), (mx + half, corner_y)], np.float64)
+
+
+def landmarks_in_render(params: dict, view: dict, size: int) -> np.ndarray:
+    """(5, 2) landmark pixels in a size x size render of (params, view): x right, y down, the top-left pixel's centre
+    at (0.5, 0.5); image-left eye, image-right eye, nose tip, image-left and image-right mouth corners."""
+    uv = canonical_landmarks(params, view)
+    s, roll = view["scale"], view["roll"]
+    cr, sr = np.cos(roll), np.sin(roll)
+    x = (cr * uv[:, 0] - sr * uv[:, 1]) * s + view["shift"][0] + 0.5
+    y = (sr * uv[:, 0] + cr * uv[:, 1]) * s + view["shift"][1] + 0.54
+    return np.stack([x, y], axis=1) * size
+
+
 def face_image(split: str, identity_index: int, view_index: int, seed: int = 42, size: int = 112) -> np.ndarray:
     """One view of an identity as the face model sees it: rendered, aligned (aligned_view), through the camera."""
+    return _face_view(split, identity_index, view_index, seed, size)[0]
+
+
+def _face_view(split: str, identity_index: int, view_index: int, seed: int, size: int) -> tuple[np.ndarray, dict, dict]:
+    """(face_image, its identity parameters, its aligned view)."""
     rng = sample_rng("face_view", split, identity_index * 1000 + view_index, seed)
     params = identity_params(split, identity_index, seed)
     view = aligned_view(params, random_view(rng))
     face = render_face(params, view, size)
-    return capture_view(face, view, rng, downscale=CAPTURE_SCALE)
+    return capture_view(face, view, rng, downscale=CAPTURE_SCALE), params, view
 
 
 def _face_sample(i, split, views_per_identity, seed, size):
@@ -453,6 +491,34 @@ def face_dataset(split: str, n_identities: int | None = None, views_per_identity
     n = n_identities * views_per_identity
     images = generate(_face_sample, n, workers, desc=f"faces/{split}", split=split,
                       views_per_identity=views_per_identity, seed=seed, size=size)
+    return np.stack(images), (np.arange(n) // views_per_identity).astype(np.int32)
+
+
+def _chip_sample(i, split, views_per_identity, seed, chip):
+    return face_chip(split, i // views_per_identity, i % views_per_identity, seed, chip)
+
+
+def face_chip(split: str, identity_index: int, view_index: int, seed: int, chip) -> np.ndarray:
+    """One view framed as the pipeline frames a real photo for a veid_ml.alignment.Chip: rendered (face_image) at the
+    size whose aligned eyes lie as far apart as the chip's, then cut by alignment.crop at the render's own five
+    landmarks (what an exact detector would report)."""
+    from veid_ml import alignment
+
+    (x0, _), (x1, _) = chip.points_bp[:2]
+    size = round((x1 - x0) / 10000 * chip.size / ALIGNED_EYE_DISTANCE)
+    image, params, view = _face_view(split, identity_index, view_index, seed, size)
+    marks = landmarks_in_render(params, view, size) - 0.5  # pixel centres at integers, as the detector reports
+    return alignment.crop(image, alignment.landmarks_q4(marks.astype(np.float32)), chip)
+
+
+def face_chip_dataset(split: str, n_identities: int, views_per_identity: int, seed: int, chip,
+                      workers: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """face_dataset's identities and views as chips (face_chip): (uint8 (N, chip.size, chip.size, 3), labels)."""
+    if n_identities < 1 or not 1 <= views_per_identity <= 1000:
+        raise ValueError(f"need >= 1 identity and 1..1000 views, got {n_identities} x {views_per_identity}")
+    n = n_identities * views_per_identity
+    images = generate(_chip_sample, n, workers, desc=f"face chips/{split}", split=split,
+                      views_per_identity=views_per_identity, seed=seed, chip=chip)
     return np.stack(images), (np.arange(n) // views_per_identity).astype(np.int32)
 
 
