@@ -141,8 +141,9 @@ class Verifier:
     # -- public calls ------------------------------------------------------------------------------------------
 
     def face_similarity(self, image_a, image_b) -> dict:
-        """{"similarity": bp 0..10000 (cosine of the largest faces), "match": at the approved threshold,
-        "faces_found": (bool, bool)}; similarity 0 and no match when a face is missing or too small."""
+        """{"similarity": bp 0..10000 (1 - d^2 / 2 of the largest faces' embeddings, scoring), "match": at the
+        approved threshold, "faces_found": (bool, bool)}; similarity 0 and no match when a face is missing or too
+        small."""
         self.timings = {}
         embeddings = []
         for image in (image_a, image_b):
