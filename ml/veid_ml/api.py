@@ -113,11 +113,13 @@ class Verifier:
         self._timed("align", started)
         return crop
 
-    def _embedding(self, crop: np.ndarray) -> np.ndarray:
+    def _similarity(self, crop_a: np.ndarray, crop_b: np.ndarray) -> int:
+        """The two chips' similarity in bp; both embedded in one batch of two (half the time of two calls, and part of
+        the contract: Go does the same, so every validator runs the same batch shape)."""
         started = time.perf_counter()
-        out = self._embed(image=self._tf.constant(_unit_float(crop[None])))["embedding"].numpy()[0]
+        out = self._embed(image=self._tf.constant(_unit_float(np.stack([crop_a, crop_b]))))["embedding"].numpy()
         self._timed("embed", started)
-        return scoring.quantise_embedding(out)
+        return scoring.similarity_bp(*scoring.quantise_embedding(out))
 
     def _liveness_bp(self, crop: np.ndarray) -> int:
         started = time.perf_counter()
@@ -145,13 +147,13 @@ class Verifier:
         approved threshold, "faces_found": (bool, bool)}; similarity 0 and no match when a face is missing or too
         small."""
         self.timings = {}
-        embeddings = []
+        chips = []
         for image in (image_a, image_b):
             rgb = self._decode(image)
             faces = [f for f in self.faces(rgb) if usable(f)]
-            embeddings.append(self._embedding(self._crop(rgb, faces[0], FACE_CHIP)) if faces else None)
-        found = tuple(e is not None for e in embeddings)
-        similarity = scoring.similarity_bp(*embeddings) if all(found) else 0
+            chips.append(self._crop(rgb, faces[0], FACE_CHIP) if faces else None)
+        found = tuple(c is not None for c in chips)
+        similarity = self._similarity(*chips) if all(found) else 0
         return {"similarity": similarity, "match": all(found) and similarity >= self.similarity_threshold,
                 "threshold": self.similarity_threshold, "faces_found": found}
 
@@ -245,9 +247,8 @@ class Verifier:
         if selfie_face is not None:
             liveness = self._liveness_bp(self._crop(rgb["selfie"], selfie_face, LIVENESS_CHIP))
             if document_face is not None:
-                similarity = scoring.similarity_bp(self._embedding(self._crop(rgb["selfie"], selfie_face, FACE_CHIP)),
-                                                   self._embedding(self._crop(rgb["document"], document_face,
-                                                                              FACE_CHIP)))
+                similarity = self._similarity(self._crop(rgb["selfie"], selfie_face, FACE_CHIP),
+                                              self._crop(rgb["document"], document_face, FACE_CHIP))
         components.update(similarity=similarity, similarity_threshold=self.similarity_threshold, liveness=liveness,
                           liveness_threshold=self.liveness_threshold)
         result = scoring.combine(similarity, self.similarity_threshold, liveness, self.liveness_threshold,

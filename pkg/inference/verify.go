@@ -156,22 +156,30 @@ func unitFloat(pix []byte) []float32 {
 	return out
 }
 
-// embedding is api.Verifier._embedding: facial_verification's `embed` on one 150 px face chip, quantised.
-func (v *Verifier) embedding(img *RGB, face Face) ([]int64, error) {
-	crop, err := cropFace(img, face.Points, FaceChip)
+// similarity is api.Verifier._similarity: facial_verification's `embed` on the two 150 px face chips in one batch
+// of two (the batch shape is part of the contract), quantised, then similarityBP.
+func (v *Verifier) similarity(imgA *RGB, faceA Face, imgB *RGB, faceB Face) (int, error) {
+	cropA, err := cropFace(imgA, faceA.Points, FaceChip)
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
-	out, err := v.facial.run("embed",
-		map[string]*tensor{"image": float32Tensor([]int64{1, FaceSize, FaceSize, 3}, unitFloat(crop))}, "embedding")
+	cropB, err := cropFace(imgB, faceB.Points, FaceChip)
 	if err != nil {
-		return nil, err
+		return 0, err
+	}
+	out, err := v.facial.run("embed", map[string]*tensor{
+		"image": float32Tensor([]int64{2, FaceSize, FaceSize, 3}, unitFloat(append(cropA, cropB...)))}, "embedding")
+	if err != nil {
+		return 0, err
 	}
 	e, err := out["embedding"].float32s()
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
-	return quantiseEmbedding(e), nil
+	if len(e)%2 != 0 {
+		return 0, fmt.Errorf("facial_verification embed output: %d values for 2 faces", len(e))
+	}
+	return similarityBP(quantiseEmbedding(e[:len(e)/2]), quantiseEmbedding(e[len(e)/2:])), nil
 }
 
 // livenessBP is api.Verifier._liveness_bp: liveness_detection on one 128 px crop.
@@ -390,15 +398,10 @@ func (v *Verifier) Verify(selfie, document *RGB, lines *Lines, today time.Time) 
 		}
 		c.Liveness = &live
 		if documentFace != nil {
-			a, err := v.embedding(images["selfie"], *selfieFace)
+			similarity, err := v.similarity(images["selfie"], *selfieFace, images["document"], *documentFace)
 			if err != nil {
 				return nil, err
 			}
-			b, err := v.embedding(images["document"], *documentFace)
-			if err != nil {
-				return nil, err
-			}
-			similarity := similarityBP(a, b)
 			c.Similarity = &similarity
 		}
 	}
