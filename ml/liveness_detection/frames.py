@@ -28,9 +28,9 @@ def framed_view(params: dict, rng: np.random.Generator, size: int) -> dict:
     """A random view whose face box is FACE_FRACTION of the frame, placed so a 2.7 x box mostly stays inside."""
     view = faces.random_view(rng)
     view["scale"], view["shift"] = 1.0, [0.0, 0.0]
-    box = scenes.face_box(scenes.landmarks_in_render(params, view, size))
+    box = scenes.face_box(faces.landmarks_in_render(params, view, size))
     view["scale"] = float(rng.uniform(*FACE_FRACTION)) * size / (box[3] - box[1])
-    box = scenes.face_box(scenes.landmarks_in_render(params, view, size))
+    box = scenes.face_box(faces.landmarks_in_render(params, view, size))
     target = size / 2 + rng.uniform(-0.12, 0.12, 2) * size
     centre = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
     view["shift"] = [float((target[0] - centre[0]) / size), float((target[1] - centre[1]) / size)]
@@ -68,7 +68,7 @@ def liveness_frame(index: int, split: str, seed: int = 42, size: int = FRAME) ->
         medium = attacks.attack_image(victim, faces.random_view(rng), species,
                                       float(rng.uniform(*attacks.STRENGTH_RANGE)), rng, split, seed, size)
         attacker, _ = faces.render_layers(person, view, size)
-        box = scenes.face_box(scenes.landmarks_in_render(person, view, size))
+        box = scenes.face_box(faces.landmarks_in_render(person, view, size))
         img = _held_medium(attacker, medium.astype(np.float32), box, rng)
     return faces.capture_view(np.rint(np.clip(img, 0, 1) * 255).astype(np.uint8), view, rng), int(bona_fide), species
 
