@@ -123,3 +123,23 @@ def test_training_on_a_users_folder_per_person(tmp_path):
     assert doc["threshold_rule"] == "best accuracy on the validation pairs"
     assert doc["metrics"]["lookalike_false_match_rate_at_stored_threshold"] is None
     assert "not comparable with the approved model" in proc.stdout
+
+
+def test_real_photo_figures_are_recorded_beside_the_synthetic_ones(tmp_path):
+    """eval-real facial --record: real_data[<folder>] in the model's metrics.json, with the model's digest and the date,
+    listed as non-deterministic (measured on data outside the repository), the rest of the file untouched."""
+    import json
+
+    from veid_ml import metrics
+    from veid_ml.tools.evaluate_real import record_real_data
+
+    (tmp_path / "facial_model").mkdir()
+    doc = {"metrics": {"accuracy": 0.9}, "non_deterministic_fields": list(metrics.NON_DETERMINISTIC_FIELDS[:-1])}
+    (tmp_path / "metrics.json").write_text(json.dumps(doc))
+    (tmp_path / "manifest.json").write_text(json.dumps({"digest": "sha256:abc"}))
+    record_real_data(tmp_path / "facial_model", "yalefaces", {"ten_fold_accuracy": 0.98765432, "photos": 164})
+    out = json.loads((tmp_path / "metrics.json").read_text())
+    assert out["metrics"] == {"accuracy": 0.9}
+    assert out["real_data"]["yalefaces"]["ten_fold_accuracy"] == 0.987654
+    assert out["real_data"]["yalefaces"]["model_digest"] == "sha256:abc"
+    assert "real_data" in out["non_deterministic_fields"] and "real_data" not in metrics.deterministic_part(out)

@@ -18,15 +18,15 @@ from veid_ml import __version__
 from veid_ml.atomic import write_bytes_atomic, write_text_atomic
 
 NON_DETERMINISTIC_FIELDS = ("training_date", "metrics_date", "inference_latency_ms", "timing",
-                            "non_deterministic_fields")
+                            "non_deterministic_fields", "real_data")
 
 
-def _round(x):
+def round_floats(x):
     """Round floats for the JSON (6 significant decimals); the values themselves are bit-exact across machines."""
     if isinstance(x, dict):
-        return {k: _round(v) for k, v in x.items()}
+        return {k: round_floats(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_round(v) for v in x]
+        return [round_floats(v) for v in x]
     if isinstance(x, (float, np.floating)):
         return round(float(x), 6) if np.isfinite(x) else None  # metrics.json is strict JSON: no NaN or Infinity
     if isinstance(x, np.integer):
@@ -60,7 +60,7 @@ def build_metrics(model_name: str, metrics: dict, latency_ms: dict, training_con
         doc["timing"] = timing
     doc.update(extra)
     doc["non_deterministic_fields"] = list(NON_DETERMINISTIC_FIELDS)
-    return _round(doc)
+    return round_floats(doc)
 
 
 def write_metrics(path: Path, doc: dict) -> None:

@@ -59,15 +59,42 @@ def cmd_facial(args) -> int:
     accuracy, predicted = metrics.ten_fold_accuracy(genuine, sim, folds)
     per_fold = [np.mean(predicted[folds == f] == genuine[folds == f]) for f in np.unique(folds)]
     at_stored = sim >= threshold
+    result = {"photos": len(labels), "faces_found": int(found.sum()), "identities": int(labels.max() + 1),
+              "genuine_pairs": int(genuine.sum()), "impostor_pairs": int((1 - genuine).sum()),
+              "protocol": "veid_ml.data.face_pairs: 10 folds split by person; the integer pipeline's similarity",
+              "ten_fold_accuracy": accuracy, "ten_fold_std": float(np.std(per_fold)),
+              "auc": float(skm.roc_auc_score(genuine, sim)), "eer": metrics.equal_error_rate(genuine, sim)[0],
+              "stored_threshold_bp": threshold, "accuracy_at_stored_threshold": float(np.mean(at_stored == genuine)),
+              "tar_at_stored_threshold": float(np.mean(at_stored[genuine == 1])),
+              "far_at_stored_threshold": float(np.mean(at_stored[genuine == 0]))}
     print(f"{args.faces}: images {len(labels)} ({int(found.sum())} faces found by face_detection, "
           f"{int((~found).sum())} without), identities {labels.max() + 1}, pairs {len(sim)} "
           f"({genuine.sum()} genuine, {(1 - genuine).sum()} impostor), 10 folds split by person")
-    print(f"10-fold accuracy {accuracy:.4f} +- {np.std(per_fold):.4f}")
-    print(f"AUC {skm.roc_auc_score(genuine, sim):.4f}")
-    print(f"EER {metrics.equal_error_rate(genuine, sim)[0]:.4f}")
-    print(f"accuracy at the stored threshold {threshold}/10000: {np.mean(at_stored == genuine):.4f} "
-          f"(TAR {np.mean(at_stored[genuine == 1]):.4f}, FAR {np.mean(at_stored[genuine == 0]):.4f})")
+    print(f"10-fold accuracy {accuracy:.4f} +- {result['ten_fold_std']:.4f}")
+    print(f"AUC {result['auc']:.4f}")
+    print(f"EER {result['eer']:.4f}")
+    print(f"accuracy at the stored threshold {threshold}/10000: {result['accuracy_at_stored_threshold']:.4f} "
+          f"(TAR {result['tar_at_stored_threshold']:.4f}, FAR {result['far_at_stored_threshold']:.4f})")
+    if args.record:
+        print(f"recorded as real_data[{args.faces.name!r}] in {record_real_data(args.model, args.faces.name, result)}")
     return 0
+
+
+def record_real_data(model_dir: Path, name: str, result: dict) -> Path:
+    """Add result to the model's metrics.json (beside the SavedModel) under real_data[name], with the date and the
+    model's digest: the model card's real-photo figures, measured by this command, never by training."""
+    from veid_ml import hashing, metrics
+
+    path = model_dir.parent / "metrics.json"
+    doc = hashing.read_json(path, "the model's metrics file")
+    manifest = model_dir.parent / "manifest.json"
+    digest = hashing.read_json(manifest, "the model's manifest")["digest"] if manifest.is_file() else None
+    doc.setdefault("real_data", {})[name] = {**metrics.round_floats(result), "model_digest": digest,
+                                             "measured": metrics.utc_now()}
+    if "real_data" not in doc.get("non_deterministic_fields", ["real_data"]):
+        doc["non_deterministic_fields"].append("real_data")  # measured on data outside the repository
+    metrics.write_metrics(path, doc)
+    return path
 
 
 def photos_and_model(args, command: str):
@@ -155,3 +182,6 @@ def register(eval_subparsers) -> None:
         parser.add_argument("--faces", type=Path, required=True, metavar="DIR", help=faces_help)
         parser.add_argument("--model", type=Path, default=_approved_model_dir(model), metavar="SAVEDMODEL",
                             help=f"SavedModel directory (default: the approved {name} model)")
+        if name == "facial":
+            parser.add_argument("--record", action="store_true",
+                                help="write the figures into the model's metrics.json under real_data[<folder name>]")
