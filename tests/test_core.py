@@ -144,7 +144,7 @@ def test_training_benchmark_compares_each_run_with_the_lock(monkeypatch, capsys)
 
 def test_metrics_json_is_strict_json(tmp_path):
     """A metric that cannot be computed (no look-alike pairs in a user's data) is written as null, never NaN."""
-    doc = metrics._round({"rate": float("nan"), "ratio": np.float32("inf"), "ok": np.float64(0.5)})
+    doc = metrics.round_floats({"rate": float("nan"), "ratio": np.float32("inf"), "ok": np.float64(0.5)})
     assert doc == {"rate": None, "ratio": None, "ok": 0.5}
     metrics.write_metrics(tmp_path / "metrics.json", doc)
     json.loads((tmp_path / "metrics.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in metrics.json"))
