@@ -60,8 +60,7 @@ EPOCH_STREAM = "facial_epoch"
 
 def synthetic_split(split: str, n_identities: int, views: int, cfg: dict):
     """(chips uint8, labels, family root per identity) for one synthetic split."""
-    chip = alignment.FACE_CHIP._replace(size=cfg["image_size"])
-    images, labels = faces.face_chip_dataset(split, n_identities, views, cfg["seed"], chip)
+    images, labels = faces.face_chip_dataset(split, n_identities, views, cfg["seed"], alignment.FACE_CHIP)
     families = np.array([faces.family_root(split, i, cfg["seed"]) for i in range(n_identities)])
     return images, labels, families
 
