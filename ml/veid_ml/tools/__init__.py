@@ -19,13 +19,14 @@ def add_command(subparsers, name: str, fn, help: str, description: str) -> argpa
 def register(subparsers) -> None:
     """Add the tool commands to `veid-ml`'s subparsers (argparse's add_subparsers() result)."""
     # imported here, not at module level, so `python -m veid_ml.tools.bench --worker` does not import itself twice
-    from veid_ml.tools import bench, checks, evaluate_real, fingerprint, ocr_bench, pipeline
+    from veid_ml.tools import bench, checks, evaluate_real, fingerprint, mrz_bench, ocr_bench, pipeline
 
     bench_parser = subparsers.add_parser("bench", help="training-time, determinism-cost, OCR and pipeline benchmarks",
                                          description="Benchmarks; run nothing else on the machine meanwhile.")
     bench_sub = bench_parser.add_subparsers(dest="bench_command", required=True, metavar="BENCHMARK")
     bench.register(bench_sub)
     ocr_bench.register(bench_sub)
+    mrz_bench.register(bench_sub)
     pipeline.register(subparsers, bench_sub)  # `score` and `demo`, and `bench pipeline`
 
     eval_parser = subparsers.add_parser("eval-real", help="score the approved models on a folder of real photos",
