@@ -1,15 +1,15 @@
 """`veid-ml eval-real facial|liveness|face-detection --faces DIR`: the approved models on real photos, never used to
 train or tune.
 
-facial: every image is aligned as the VEID pipeline aligns a selfie (the approved face_detection model's eyes ->
+facial: every image is aligned as the VEID pipeline aligns a selfie (the approved face_detection model's landmarks ->
 veid_ml.alignment's integer crop), embedded with the SavedModel's `embed` signature, and the pairs of
 veid_ml.data.face_pairs (files subjectNN_<condition> as Yale's or sNN_MM as Georgia Tech's; all genuine pairs, as many
 impostors, 10 folds split by person) are scored by the pipeline's integer similarity (veid_ml.scoring, in 1/10000).
-The 10-fold accuracy picks each fold's threshold on the other nine; the accuracy at the stored (synthetic-validation)
+The 10-fold accuracy picks each fold's threshold on the other nine; the accuracy at the stored (the approved graph's)
 threshold is what a deployment would see. scripts/bench_dlib_faces.py scores dlib on the same pairs.
 
 liveness: scores REAL bona fide photos; the share accepted is 1 - BPCER on real data. Each photo is cropped as the
-VEID pipeline crops a selfie (detector eyes -> the 128 px integer crop; grey repeated to RGB); a photo without a
+VEID pipeline crops a selfie (detector landmarks -> the 128 px integer crop; grey repeated to RGB); a photo without a
 detected face counts as rejected.
 
 face-detection: runs the detector on each real photo (one person per photo, e.g. Yale) as the API will, whole image
@@ -75,9 +75,15 @@ def cmd_facial(args) -> int:
     print(f"EER {result['eer']:.4f}")
     print(f"accuracy at the stored threshold {threshold}/10000: {result['accuracy_at_stored_threshold']:.4f} "
           f"(TAR {result['tar_at_stored_threshold']:.4f}, FAR {result['far_at_stored_threshold']:.4f})")
-    if args.record:
-        print(f"recorded as real_data[{args.faces.name!r}] in {record_real_data(args.model, args.faces.name, result)}")
+    record(args, result)
     return 0
+
+
+def record(args, result: dict) -> None:
+    """--record [NAME]: result into the model's metrics.json (record_real_data)."""
+    if args.record is not None:
+        name = args.record or args.faces.name
+        print(f"recorded as real_data[{name!r}] in {record_real_data(args.model, name, result)}")
 
 
 def record_real_data(model_dir: Path, name: str, result: dict) -> Path:
@@ -136,6 +142,14 @@ def cmd_liveness(args) -> int:
     print(f"median probability_bona_fide: {np.median(prob):.4f}")
     print(f"classified bona fide: {accepted.mean():.4f} ({int(accepted.sum())}/{len(files)}) "
           f"= 1 - BPCER on real photos (BPCER {1 - accepted.mean():.4f})")
+    if args.record is not None:
+        result = {"photos": len(files), "faces_found": int(found.sum()), "accepted": int(accepted.sum()),
+                  "acceptance_rate": float(accepted.mean()), "bpcer": float(1 - accepted.mean()),
+                  "median_probability_bona_fide": float(np.median(prob)),
+                  "threshold": float(out["threshold"].numpy()),
+                  "crop": "the pipeline's: face_detection's landmarks -> alignment.LIVENESS_CHIP (128 px); "
+                          "a photo without a face counts as rejected"}
+        record(args, result)
     return 0
 
 
@@ -182,6 +196,7 @@ def register(eval_subparsers) -> None:
         parser.add_argument("--faces", type=Path, required=True, metavar="DIR", help=faces_help)
         parser.add_argument("--model", type=Path, default=_approved_model_dir(model), metavar="SAVEDMODEL",
                             help=f"SavedModel directory (default: the approved {name} model)")
-        if name == "facial":
-            parser.add_argument("--record", action="store_true",
-                                help="write the figures into the model's metrics.json under real_data[<folder name>]")
+        if name in ("facial", "liveness"):
+            parser.add_argument("--record", nargs="?", const="", default=None, metavar="NAME",
+                                help="write the figures into the model's metrics.json under real_data[NAME] "
+                                     "(default NAME: the folder's name)")
