@@ -9,7 +9,8 @@ shape predictor, dlib.get_face_chip(size 150, padding 0.25) and the ResNet descr
 transform onto dlib's template eye centres, PIL bilinear warp, black outside).
 
 dlib is not a project dependency: run with an environment that has dlib, numpy, pillow and scikit-learn, e.g.
-    /tmp/dlibenv/bin/python scripts/bench_dlib_faces.py --faces DIR [--faces DIR ...] [--models DIR]
+    python3 -m venv ~/venvs/dlib && ~/venvs/dlib/bin/pip install dlib-bin numpy pillow scikit-learn
+    ~/venvs/dlib/bin/python scripts/bench_dlib_faces.py --faces DIR [--faces DIR ...] [--models DIR]
 """
 
 import argparse

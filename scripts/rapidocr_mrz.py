@@ -2,8 +2,8 @@
 """Read images with RapidOCR and print their text lines as JSON, for `veid-ml bench mrz-documents`.
 
 RapidOCR is not a project dependency: run this with a throwaway environment, e.g.
-    python3 -m venv /tmp/rapidenv && /tmp/rapidenv/bin/pip install rapidocr-onnxruntime
-    /tmp/rapidenv/bin/python scripts/rapidocr_mrz.py IMAGE [IMAGE ...]
+    python3 -m venv ~/venvs/rapidocr && ~/venvs/rapidocr/bin/pip install rapidocr-onnxruntime
+    ~/venvs/rapidocr/bin/python scripts/rapidocr_mrz.py IMAGE [IMAGE ...]
 
 Prints one JSON line: {"engine", "load_seconds", "images": [{"path", "lines", "seconds", "error"}]}. Each image is
 read whole at its own resolution with the default models; the detected boxes are grouped into rows (boxes that
