@@ -29,8 +29,8 @@ from pathlib import Path
 from veid_ml.tools import add_command
 
 TESSERACT_INSTALL = "sudo apt-get install tesseract-ocr tesseract-ocr-eng"
-RAPIDOCR_SETUP = ("python3 -m venv ~/venvs/rapidocr && ~/venvs/rapidocr/bin/pip install rapidocr-onnxruntime, then pass "
-                  "--rapidocr-python ~/venvs/rapidocr/bin/python")
+RAPIDOCR_SETUP = ("python3 -m venv ~/venvs/rapidocr && ~/venvs/rapidocr/bin/pip install rapidocr-onnxruntime, "
+                  "then pass --rapidocr-python ~/venvs/rapidocr/bin/python")
 RAPIDOCR_SCRIPT = Path(__file__).resolve().parents[3] / "scripts" / "rapidocr_mrz.py"
 ENGINES = ("ours", "tesseract", "rapidocr")
 DOC_LINES = {"TD1": (3, 30), "TD2": (2, 36), "TD3": (2, 44), "MRVA": (2, 44), "MRVB": (2, 36)}
