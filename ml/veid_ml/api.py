@@ -14,8 +14,8 @@ The pipeline (each stage timed in `Verifier.timings` after a call):
   decode -> detect (face_detection on the whole photo) -> align (veid_ml.alignment: integer similarity warp fitted to
   the detector's landmarks) -> liveness (liveness_detection on the selfie's 128 px eye-aligned crop) -> embed
   (facial_verification's `embed` on dlib's 150 px five-point chips of the selfie and of the document's largest
-  face) -> locate (document_reader: card,
-  MRZ and field lines) -> recognise (ocr_extraction) -> parse (MRZ, check digits, expiry; veid_ml.scoring).
+  face, in one batch) -> locate (document_reader: card, MRZ and field lines) -> recognise (ocr_extraction) -> parse
+  (MRZ, check digits, expiry; veid_ml.scoring).
 Every model output becomes an integer once (veid_ml.scoring); the score and decision are integer arithmetic on those.
 The Go package pkg/inference computes the same result from the same PNG inputs (tests/test_go_inference.py).
 """
