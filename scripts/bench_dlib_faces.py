@@ -24,7 +24,9 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "ml"))
 from veid_ml.data.face_pairs import load_photos, verification_pairs  # noqa: E402
-from veid_ml.metrics import equal_error_rate, ten_fold_accuracy  # noqa: E402
+from facial_verification.dlib_resnet import installed_model_path  # noqa: E402
+from veid_ml.atomic import write_text_atomic  # noqa: E402
+from veid_ml.metrics import equal_error_rate, fold_accuracies, ten_fold_accuracy  # noqa: E402
 
 CHIP, PADDING = 150, 0.25
 DLIB_THRESHOLD = 0.6  # dlib's documented same-person rule: descriptor distance < 0.6
@@ -38,11 +40,9 @@ TEMPLATE_EYES = (PADDING + np.array([TEMPLATE[0:2].mean(0), TEMPLATE[2:4].mean(0
 
 
 def default_models_dir():
-    try:
-        import face_recognition_models
-    except ImportError:
-        return None
-    return Path(face_recognition_models.__file__).parent / "models"
+    """The installed face_recognition_models package's models folder, found without importing it."""
+    path = installed_model_path()
+    return path.parent if path else None
 
 
 def eye_only_chip(img: np.ndarray, shape) -> np.ndarray:
@@ -99,8 +99,7 @@ def fold_scores(is_genuine, score, folds) -> dict:
     from sklearn.metrics import roc_auc_score
 
     mean, predicted = ten_fold_accuracy(is_genuine, score, folds)
-    per_fold = [np.mean(predicted[folds == f] == is_genuine[folds == f]) for f in np.unique(folds)]
-    return {"ten_fold_accuracy": mean, "ten_fold_std": float(np.std(per_fold)),
+    return {"ten_fold_accuracy": mean, "ten_fold_std": float(np.std(fold_accuracies(is_genuine, predicted, folds))),
             "auc": float(roc_auc_score(is_genuine, score)), "eer": equal_error_rate(is_genuine, score)[0]}
 
 
@@ -178,7 +177,7 @@ def main(argv=None) -> int:
         print_result(results[-1])
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+        write_text_atomic(args.json, json.dumps(results, indent=2) + "\n")
     return 0
 
 

@@ -29,6 +29,8 @@ quarter of them look-alikes (siblings from one family). Real-photo figures: `vei
 own pipeline on the same pairs: scripts/bench_dlib_faces.py.
 """
 
+import functools
+
 import numpy as np
 
 from veid_ml import alignment, metrics, training
@@ -181,8 +183,9 @@ def epoch_batches(data: dict, cfg: dict, rng: np.random.Generator):
         yield data["features"][idx], labels[idx]
 
 
+@functools.cache
 def dlib_loss_constants() -> tuple[float, float]:
-    """(distance threshold, margin) of dlib's metric loss, from the model file's loss layer."""
+    """(distance threshold, margin) of dlib's metric loss, from the model file's loss layer (read once a run)."""
     from facial_verification import dlib_resnet, model as fv_model
 
     loss = dlib_resnet.read_network(fv_model.weights_file())[-1]

@@ -121,13 +121,15 @@ def ten_fold_accuracy(is_genuine: np.ndarray, similarity: np.ndarray, folds: np.
     folds: the fold (0..9) of each pair; default pair i in fold i % 10."""
     folds = np.arange(len(similarity)) % 10 if folds is None else np.asarray(folds)
     predicted = np.zeros(len(similarity), bool)
-    accuracies = []
     for f in np.unique(folds):
         held = folds == f
-        thr = best_threshold(is_genuine[~held], similarity[~held])
-        predicted[held] = similarity[held] >= thr
-        accuracies.append(np.mean(predicted[held] == is_genuine[held]))
-    return float(np.mean(accuracies)), predicted
+        predicted[held] = similarity[held] >= best_threshold(is_genuine[~held], similarity[~held])
+    return float(np.mean(fold_accuracies(is_genuine, predicted, folds))), predicted
+
+
+def fold_accuracies(is_genuine: np.ndarray, predicted: np.ndarray, folds: np.ndarray) -> np.ndarray:
+    """The accuracy of each fold's predictions, folds in np.unique order (their spread is the protocol's noise)."""
+    return np.array([np.mean(predicted[folds == f] == is_genuine[folds == f]) for f in np.unique(folds)])
 
 
 def latency_ms(fn, inputs: dict, runs: int = 300, warmup: int = 30) -> dict:

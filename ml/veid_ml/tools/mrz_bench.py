@@ -26,6 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from veid_ml.atomic import write_text_atomic
 from veid_ml.tools import add_command
 
 TESSERACT_INSTALL = "sudo apt-get install tesseract-ocr tesseract-ocr-eng"
@@ -275,7 +276,7 @@ def cmd_mrz_documents(args) -> int:
                                              for engine, per_doc in results.items()}}
                                 for i, row in enumerate(rows)]}
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=1) + "\n")
+        write_text_atomic(args.json, json.dumps(report, indent=1) + "\n")
         print(f"{name}: wrote {args.json}", file=sys.stderr)
     return 0 if summaries else 1
 
