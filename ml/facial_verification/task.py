@@ -33,7 +33,7 @@ import functools
 
 import numpy as np
 
-from veid_ml import alignment, metrics, training
+from veid_ml import alignment, metrics, scoring, training
 from veid_ml.data import faces
 from veid_ml.data.rng import content_hash, sample_rng
 
@@ -119,6 +119,14 @@ def similarities(embeddings: np.ndarray, pairs: np.ndarray) -> np.ndarray:
     """1 - |a - b|^2 / 2 per pair: the signature's similarity (and veid_ml.scoring's, in integers)."""
     diff = embeddings[pairs[:, 0]] - embeddings[pairs[:, 1]]
     return 1.0 - np.sum(diff * diff, axis=1) / 2.0
+
+
+def integer_similarities(embeddings: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """veid_ml.scoring.similarity_bp of each pair of Q14 integer embeddings, / 10000."""
+    diff = embeddings[pairs[:, 0]].astype(np.int64) - embeddings[pairs[:, 1]].astype(np.int64)
+    sq = np.sum(diff * diff, axis=1)
+    one = scoring.EMBEDDING_ONE ** 2
+    return np.clip(scoring.BP - (2 * sq * scoring.BP + 2 * one) // (4 * one), 0, scoring.BP) / scoring.BP
 
 
 def embed_numpy(embedder, images: np.ndarray, batch: int = 64) -> np.ndarray:
@@ -239,6 +247,12 @@ def finish(learner: training.Learner, cfg: dict, data: dict, data_dir) -> traini
                 "is_match": similarity >= threshold,
                 "threshold": tf.fill(tf.shape(similarity), tf.constant(threshold, tf.float32))}
 
+    # The consensus graph: integer ops calibrated on training chips (one view of 256 identities), the same threshold
+    calibration = data["x_train"][:: max(1, len(data["x_train"]) // 256)][:256]
+    program = fv_model.integer_program(embedder, calibration)
+    threshold_bp = scoring.basis_points(threshold)
+    integer_signatures = fv_model.integer_signatures(program, threshold_bp, slope, size)
+
     dataset = {
         "source": "synthetic" if data_dir is None else "data_dir",
         "train": {"images": len(data["x_train"]), "identities": int(data["y_train"].max()) + 1,
@@ -256,8 +270,12 @@ def finish(learner: training.Learner, cfg: dict, data: dict, data_dir) -> traini
             "model": {"input_size": size, "embedding_dim": fv_model.EMBEDDING_DIM,
                       "parameters": int(embedder.count_params()), "architecture": "dlib face ResNet (29 conv)",
                       "similarity": "1 - |a - b|^2 / 2 of dlib's descriptors"}}
+    info["thresholds"]["similarity_bp"] = threshold_bp
+    integer_info = {"activation_bits": fv_model.INTEGER_BITS, "embedding": "dlib's descriptor in Q14 (int32)",
+                    "calibration_chips": len(calibration), "layers": program.report}
     return training.Trained(embedder, {"serving_default": verify, "embed": embed}, dataset, info,
-                            pretrained=fv_model.pretrained_weights())
+                            pretrained=fv_model.pretrained_weights(), integer_signatures=integer_signatures,
+                            integer_info=integer_info)
 
 
 def evaluate(serving: dict, cfg: dict, data_dir) -> training.Evaluation:
@@ -271,17 +289,21 @@ def evaluate(serving: dict, cfg: dict, data_dir) -> training.Evaluation:
                           sample_rng("facial_pairs", "test", 0, cfg["seed"]))
 
     pairs, genuine, lookalike = test_pairs(cfg["lookalike_fraction"])
-    x = x_test.astype(np.float32) / np.float32(255)
+    from veid_ml import export
+
+    integer = export.input_dtype(serving["embed"], "image") == tf.uint8  # the consensus graph
+    x = x_test if integer else x_test.astype(np.float32) / np.float32(255)
     embeddings = np.concatenate([serving["embed"](image=tf.constant(x[i:i + 64]))["embedding"].numpy()
                                  for i in range(0, len(x), 64)])
-    similarity = similarities(embeddings, pairs)
+    similarity = (integer_similarities if integer else similarities)(embeddings, pairs)
 
-    # The pair signature must give the same answer as embed + cosine (it is what consumers call).
+    # The pair signature must give the same answer as embed + the similarity (it is what consumers call).
     check = pairs[np.r_[0:8, len(pairs) - 8:len(pairs)]]
     out = serving["serving_default"](image_a=tf.constant(x[check[:, 0]]), image_b=tf.constant(x[check[:, 1]]))
-    if not np.allclose(out["similarity"].numpy(), similarities(embeddings, check), atol=1e-4):
+    paired = out["similarity_bp"].numpy() / 10000.0 if integer else out["similarity"].numpy()
+    if not np.allclose(paired, (integer_similarities if integer else similarities)(embeddings, check), atol=1e-4):
         raise RuntimeError("serving_default similarity disagrees with the embed signature")
-    threshold = float(out["threshold"].numpy()[0])
+    threshold = out["threshold_bp"].numpy()[0] / 10000.0 if integer else float(out["threshold"].numpy()[0])
 
     accuracy, predicted = metrics.ten_fold_accuracy(genuine, similarity)
     result = metrics.binary_metrics(genuine, predicted.astype(float), 0.5)
@@ -299,7 +321,7 @@ def evaluate(serving: dict, cfg: dict, data_dir) -> training.Evaluation:
     # The same genuine pairs against random impostors only, as in LFW: what the look-alike share costs. (The headline
     # numbers keep the look-alikes: a fraudster presents a document whose photo resembles them.)
     lfw_pairs, lfw_genuine, _ = test_pairs(0.0)
-    lfw_similarity = similarities(embeddings, lfw_pairs)
+    lfw_similarity = (integer_similarities if integer else similarities)(embeddings, lfw_pairs)
     result["accuracy_random_impostors"] = metrics.ten_fold_accuracy(lfw_genuine, lfw_similarity)[0]
     result["eer_random_impostors"] = metrics.equal_error_rate(lfw_genuine, lfw_similarity)[0]
     result["tar_at_far_1e-3_random_impostors"] = metrics.tpr_at_fpr(lfw_genuine, lfw_similarity, 1e-3)[0]

@@ -6,7 +6,12 @@ paper grain and edges), so the stem reads two fixed band-pass copies of the imag
 kernel into one convolution), and the rest is four cheap depthwise-separable blocks that widen as the image shrinks:
 few ops, because at batch 1 each op's fixed cost, not its arithmetic, sets the latency.
 
-Serving contract (signature "serving_default"):
+Serving contract of the governed (integer, veid_ml.integer) graph liveness_model, signature "serving_default":
+    input  "image"                    uint8 [None, SIZE, SIZE, 3], RGB, the face crop (veid_ml.alignment.LIVENESS_CHIP)
+    output "probability_bona_fide_bp" int32 [None]  P(live face) in basis points (0..10000)
+           "is_bona_fide"             bool  [None]  probability_bona_fide_bp >= threshold_bp
+           "threshold_bp"             int32 []      decision threshold chosen on the integer graph's validation scores
+The float twin liveness_float (training-time evaluation and research), signature "serving_default":
     input  "image"                 float32 [None, SIZE, SIZE, 3], RGB in [0, 1], face roughly centred and filling
                                    most of the frame (grayscale photos: repeat the channel three times)
     output "probability_bona_fide" float32 [None]  P(live face)
@@ -106,6 +111,38 @@ def build_model(size: int = SIZE, dropout: float = 0.2) -> keras.Model:
     x = keras.layers.Dropout(dropout, name="dropout")(x)
     outputs = keras.layers.Dense(1, activation="sigmoid", name="bona_fide")(x)
     return keras.Model(inputs, outputs, name="liveness_minifasnet")
+
+
+INTEGER_BITS = 8  # activations: uint8 after each ReLU; the accuracy cost is in metrics.json's consensus_graph
+LOGIT_SCALE = 2.0**-10  # the integer graph's logit resolution; the sigmoid is a table over it
+LOGIT_BOUND = 16 * 1024  # logits clamped to +-16 (probabilities within 1e-7 of 0 and 1)
+
+
+def integer_program(model: keras.Model, calibration: np.ndarray):
+    """The folded model compiled to integer ops (veid_ml.integer), calibrated on `calibration` (uint8 crops)."""
+    from veid_ml import integer
+
+    return integer.compile_model(model, calibration, activation_bits=INTEGER_BITS, output_scale=LOGIT_SCALE,
+                                 output_bits=LOGIT_BOUND.bit_length() + 1)
+
+
+def integer_signature(program, threshold_bp: int, size: int = SIZE):
+    """The governed serving_default: uint8 crops -> probability in bp through the sigmoid table, integer decision."""
+    from veid_ml import integer
+
+    if program.output_activation != "sigmoid":
+        raise ValueError(f"the liveness model must end in a sigmoid, not {program.output_activation}")
+    table = integer.sigmoid_bp_table(program.output_scale, LOGIT_BOUND)
+    threshold = tf.constant(threshold_bp, tf.int32)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.uint8, name="image")])
+    def serve(image):
+        probability = integer.lookup(tf, table, program(tf, image)[:, 0], LOGIT_BOUND)
+        return {"probability_bona_fide_bp": tf.identity(probability, name="probability_bona_fide_bp"),
+                "is_bona_fide": tf.greater_equal(probability, threshold, name="is_bona_fide"),
+                "threshold_bp": tf.identity(threshold, name="threshold_bp")}
+
+    return serve
 
 
 def serving_signature(model: keras.Model, threshold: float, size: int = SIZE):

@@ -118,21 +118,39 @@ def epoch_batches(data: dict, cfg: dict, rng: np.random.Generator):
 
 
 def score(serving, images, batch: int = 256) -> tuple[np.ndarray, np.float32]:
-    """(probability_bona_fide, threshold) from a serving signature, in batches."""
+    """(probability_bona_fide, threshold) from a serving signature, in batches: the integer graph's basis points as
+    float64 / 10000 (order-preserving, so comparisons are the graph's own), or the float twin's probabilities."""
     import tensorflow as tf
 
+    integer = is_integer(serving)
     probs, threshold = [], None
     for start in range(0, len(images), batch):
-        out = serving(image=tf.constant(images[start:start + batch].astype(np.float32) / 255.0))
-        probs.append(out["probability_bona_fide"].numpy())
-        threshold = np.float32(out["threshold"].numpy())
+        chunk = images[start:start + batch]
+        if integer:
+            out = serving(image=tf.constant(chunk))
+            probs.append(out["probability_bona_fide_bp"].numpy() / 10000.0)
+            threshold = int(out["threshold_bp"].numpy()) / 10000.0
+        else:
+            out = serving(image=tf.constant(chunk.astype(np.float32) / 255.0))
+            probs.append(out["probability_bona_fide"].numpy())
+            threshold = np.float32(out["threshold"].numpy())
     return np.concatenate(probs), threshold
+
+
+def is_integer(serving) -> bool:
+    """Whether a signature is the integer consensus graph (uint8 input) rather than the float twin."""
+    import tensorflow as tf
+
+    from veid_ml import export
+
+    return export.input_dtype(serving, "image") == tf.uint8
 
 
 def finish(learner: training.Learner, cfg: dict, data: dict, data_dir) -> training.Trained:
     """BatchNorm folded into the convolutions (what is exported), then the threshold chosen on its validation
     scores."""
-    from liveness_detection.model import serving_signature
+    from liveness_detection.model import (INTEGER_BITS, LOGIT_SCALE, integer_program, integer_signature,
+                                          serving_signature)
     from veid_ml.fold_batchnorm import fold_batch_norms
 
     x_val, y_val, s_val = data["x_val"], data["y_val"], data["s_val"]
@@ -142,13 +160,24 @@ def finish(learner: training.Learner, cfg: dict, data: dict, data_dir) -> traini
     threshold = threshold_for_apcer(y_val, s_val, val_score, cfg["val_max_apcer"])
     val_apcer = apcer_per_species(y_val, s_val, val_score, threshold)
     serve = serving_signature(model, float(threshold), cfg["image_size"])
+    # The consensus graph: integer ops calibrated on training crops, its own threshold by the same rule on its scores.
+    calibration = data["x_train"][:: max(1, len(data["x_train"]) // 256)][:256]  # spread over the whole set
+    program = integer_program(model, calibration)
+    integer_serve = integer_signature(program, 0, cfg["image_size"])
+    int_val = score(integer_serve, x_val)[0] * 10000.0
+    threshold_bp = int(np.ceil(threshold_for_apcer(y_val, s_val, int_val.astype(np.float32), cfg["val_max_apcer"])))
+    integer_serve = integer_signature(program, threshold_bp, cfg["image_size"])
     dataset = {"source": "synthetic" if data_dir is None else "data_dir", "image_size": cfg["image_size"],
                "train": split_summary(data["x_train"], data["y_train"], data["s_train"]),
                "val": split_summary(x_val, y_val, s_val)}
     info = {"threshold": float(threshold),
             "threshold_rule": f"lowest threshold with APCER <= {cfg['val_max_apcer']} for every species on val",
             "validation": {"apcer": val_apcer, "bpcer": float(np.mean(val_score[y_val == 1] < threshold))}}
-    return training.Trained(model, {"serving_default": serve}, dataset, info)
+    info["threshold_bp"] = threshold_bp
+    integer_info = {"activation_bits": INTEGER_BITS, "logit_scale": LOGIT_SCALE, "calibration_crops": len(calibration),
+                    "layers": program.report}
+    return training.Trained(model, {"serving_default": serve}, dataset, info, integer_signatures={
+        "serving_default": integer_serve}, integer_info=integer_info)
 
 
 def evaluate(serving, cfg: dict, data_dir) -> training.Evaluation:
@@ -167,5 +196,5 @@ def evaluate(serving, cfg: dict, data_dir) -> training.Evaluation:
     result = {**spec, "apcer": apcer, "apcer_max": apcer_max, "bpcer": bpcer, "acer": (apcer_max + bpcer) / 2,
               "eer": eer, "bpcer_at_apcer_1pct": float(np.mean(prob[live == 1] < strict))}
     info = {"test_set": split_summary(images, live, species)}
-    first = tf.constant(images[:1].astype(np.float32) / 255.0)
+    first = tf.constant(images[:1] if is_integer(serving["serving_default"]) else images[:1].astype(np.float32) / 255.0)
     return training.Evaluation(result, {"image": first}, (live, prob, "liveness (test)"), info)

@@ -16,7 +16,9 @@ The pipeline (each stage timed in `Verifier.timings` after a call):
   (facial_verification's `embed` on dlib's 150 px five-point chips of the selfie and of the document's largest
   face, in one batch) -> locate (document_reader: card, MRZ and field lines) -> recognise (ocr_extraction) -> parse
   (MRZ, check digits, expiry; veid_ml.scoring).
-Every model output becomes an integer once (veid_ml.scoring); the score and decision are integer arithmetic on those.
+The liveness and facial models are integer consensus graphs (veid_ml.integer: uint8 crops in, basis points and Q14
+embeddings out, the same bytes on every CPU); the detector's and the OCR's float outputs become integers once
+(veid_ml.scoring). The score and decision are integer arithmetic on those.
 The Go package pkg/inference computes the same result from the same PNG inputs (tests/test_go_inference.py).
 """
 
@@ -40,11 +42,6 @@ MRZ_FIELDS = ("surname", "given_names", "document_number", "issuing_state", "nat
               "expiry_date", "optional_data")
 
 
-def _unit_float(crops: np.ndarray) -> np.ndarray:
-    """uint8 crops as the models' float32 input in [0, 1] (one correctly rounded division per value)."""
-    return crops.astype(np.float32) / np.float32(255)
-
-
 class Verifier:
     """The four approved models and the pipeline between them. Build with Verifier.load()."""
 
@@ -59,10 +56,10 @@ class Verifier:
         self._tf = tf
         # The thresholds are constants inside the approved graphs: read them from the graphs, not from metrics.json.
         pair = signatures["facial_verification"]["serving_default"]
-        face = tf.zeros([1, FACE_CHIP.size, FACE_CHIP.size, 3], tf.float32)
-        self.similarity_threshold = scoring.basis_points(pair(image_a=face, image_b=face)["threshold"].numpy()[0])
-        live = self._liveness(image=tf.zeros([1, LIVENESS_CHIP.size, LIVENESS_CHIP.size, 3], tf.float32))
-        self.liveness_threshold = scoring.basis_points(live["threshold"].numpy())
+        face = tf.zeros([1, FACE_CHIP.size, FACE_CHIP.size, 3], tf.uint8)
+        self.similarity_threshold = int(pair(image_a=face, image_b=face)["threshold_bp"].numpy()[0])
+        live = self._liveness(image=tf.zeros([1, LIVENESS_CHIP.size, LIVENESS_CHIP.size, 3], tf.uint8))
+        self.liveness_threshold = int(live["threshold_bp"].numpy())
         self.timings: dict[str, float] = {}
 
     @classmethod
@@ -117,15 +114,15 @@ class Verifier:
         """The two chips' similarity in bp; both embedded in one batch of two (half the time of two calls, and part of
         the contract: Go does the same, so every validator runs the same batch shape)."""
         started = time.perf_counter()
-        out = self._embed(image=self._tf.constant(_unit_float(np.stack([crop_a, crop_b]))))["embedding"].numpy()
+        out = self._embed(image=self._tf.constant(np.stack([crop_a, crop_b])))["embedding"].numpy()
         self._timed("embed", started)
-        return scoring.similarity_bp(*scoring.quantise_embedding(out))
+        return scoring.similarity_bp(*out)
 
     def _liveness_bp(self, crop: np.ndarray) -> int:
         started = time.perf_counter()
-        out = self._liveness(image=self._tf.constant(_unit_float(crop[None])))["probability_bona_fide"].numpy()[0]
+        out = self._liveness(image=self._tf.constant(crop[None]))["probability_bona_fide_bp"].numpy()[0]
         self._timed("liveness", started)
-        return scoring.basis_points(out)
+        return int(out)
 
     def locate_document(self, rgb: np.ndarray) -> document_reader.LocatedDocument:
         started = time.perf_counter()

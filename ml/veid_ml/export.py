@@ -8,6 +8,7 @@ it would hold a random uuid.
 """
 
 import os
+import shutil
 from pathlib import Path
 
 import tensorflow as tf
@@ -19,30 +20,47 @@ from veid_ml.atomic import atomic_dir, write_bytes_atomic
 SERVING_KEY = tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY  # "serving_default"
 
 
-def export_model(weights_dir: Path, artifact: str, model, signatures: dict) -> dict:
+def export_model(weights_dir: Path, artifact: str, model, signatures: dict, integer_signatures: dict | None = None
+                 ) -> dict:
     """Write `<weights_dir>/<artifact>/` and `<weights_dir>/<artifact>_frozen.pb`, then the manifest; return it.
 
     `signatures` maps signature keys to tf.functions with a full input_signature (named TensorSpecs, batch dim None)
     that return a dict of named outputs; it must contain "serving_default", which is also the frozen graph.
-    The manifest is removed first and written last, so a directory with a manifest is a complete export.
+    With `integer_signatures` (the consensus graphs, veid_ml.integer: uint8 in, integers out, constants only) those
+    become the artifact and the float signatures go to hashing.float_artifact(artifact) beside it; one manifest
+    pins both. The manifest is removed first and written last, so a directory with a manifest is a complete export.
     """
     if os.environ.get("TF_FLAG_SAVED_MODEL_FINGERPRINTING") != "false":
         raise RuntimeError("export needs veid_ml.determinism.configure() first (fingerprint.pb would hold a uuid)")
-    if SERVING_KEY not in signatures:
-        raise ValueError(f"signatures must include {SERVING_KEY!r}; got {sorted(signatures)}")
     weights_dir = Path(weights_dir)
     weights_dir.mkdir(parents=True, exist_ok=True)
     (weights_dir / hashing.MANIFEST_NAME).unlink(missing_ok=True)
+    float_artifact = hashing.float_artifact(artifact)
+    if integer_signatures is None:
+        _remove_artifact(weights_dir, float_artifact)  # a float-only model: no stale float copy beside it
+        write_savedmodel(weights_dir, artifact, [v.value for v in model.variables], signatures)
+    else:
+        write_savedmodel(weights_dir, float_artifact, [v.value for v in model.variables], signatures)
+        write_savedmodel(weights_dir, artifact, [], integer_signatures)
+    return hashing.write_manifest(weights_dir, artifact)
 
+
+def _remove_artifact(weights_dir: Path, artifact: str) -> None:
+    shutil.rmtree(weights_dir / artifact, ignore_errors=True)
+    (weights_dir / f"{artifact}_frozen.pb").unlink(missing_ok=True)
+
+
+def write_savedmodel(weights_dir: Path, artifact: str, variables: list, signatures: dict) -> None:
+    """One SavedModel directory and its frozen serving_default graph (canonical bytes)."""
+    if SERVING_KEY not in signatures:
+        raise ValueError(f"signatures must include {SERVING_KEY!r}; got {sorted(signatures)}")
     module = tf.Module()
-    module.model_variables = [v.value for v in model.variables]
+    module.model_variables = list(variables)
     concrete = {key: fn.get_concrete_function() for key, fn in signatures.items()}
     with atomic_dir(weights_dir / artifact) as staging:
         tf.saved_model.save(module, str(staging), signatures=concrete)
-
     frozen = convert_variables_to_constants_v2(concrete[SERVING_KEY])
     write_bytes_atomic(weights_dir / f"{artifact}_frozen.pb", canonical_graph_bytes(frozen.graph.as_graph_def()))
-    return hashing.write_manifest(weights_dir, artifact)
 
 
 def canonical_graph_bytes(graph_def) -> bytes:
@@ -82,3 +100,11 @@ def load_serving(saved_model_dir: Path, key: str = SERVING_KEY):
     if key not in signatures:
         raise KeyError(f"SavedModel {saved_model_dir} has no signature {key!r}; it has {sorted(signatures)}")
     return signatures[key]
+
+
+def input_dtype(signature, name: str):
+    """The dtype of a signature's named input, for a loaded signature or a tf.function with an input_signature:
+    tf.uint8 for the integer consensus graphs (veid_ml.integer), tf.float32 for their float twins."""
+    if hasattr(signature, "structured_input_signature"):
+        return signature.structured_input_signature[1][name].dtype
+    return next(spec for spec in signature.input_signature if spec.name == name).dtype

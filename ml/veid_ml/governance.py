@@ -234,9 +234,14 @@ def install(source: Path, weights_dir: Path, artifact: str) -> None:
     is complete), the SavedModel swapped in whole."""
     weights_dir.mkdir(parents=True, exist_ok=True)
     (weights_dir / hashing.MANIFEST_NAME).unlink(missing_ok=True)
-    with atomic_dir(weights_dir / artifact) as staging:
-        shutil.copytree(source / artifact, staging, dirs_exist_ok=True)
-    for name in (f"{artifact}_frozen.pb", "metrics.json", "roc_det.png", PROVENANCE_NAME):
+    twin = hashing.float_artifact(artifact)
+    for name in (artifact, twin):  # the consensus graph and, for integer models, its float twin
+        if (source / name).is_dir():
+            with atomic_dir(weights_dir / name) as staging:
+                shutil.copytree(source / name, staging, dirs_exist_ok=True)
+        else:
+            shutil.rmtree(weights_dir / name, ignore_errors=True)
+    for name in (f"{artifact}_frozen.pb", f"{twin}_frozen.pb", "metrics.json", "roc_det.png", PROVENANCE_NAME):
         if (source / name).is_file():
             write_bytes_atomic(weights_dir / name, (source / name).read_bytes())
         else:

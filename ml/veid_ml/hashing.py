@@ -24,15 +24,22 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def float_artifact(artifact: str) -> str:
+    """The float model's directory beside an integer consensus artifact: facial_model -> facial_float."""
+    return artifact.removesuffix("_model") + "_float"
+
+
 def artifact_paths(weights_dir: Path, artifact: str) -> list[str]:
-    """Every file of a model: the SavedModel directory's files and the frozen graph, as sorted posix paths."""
+    """Every file of a model, as sorted posix paths: the SavedModel directory's files and the frozen graph, of the
+    artifact and of its float twin where there is one (veid_ml.export: both are governed)."""
     weights_dir = Path(weights_dir)
     files = []
-    saved_model = weights_dir / artifact
-    if saved_model.is_dir():
-        files += [p.relative_to(weights_dir).as_posix() for p in saved_model.rglob("*") if p.is_file()]
-    if (weights_dir / f"{artifact}_frozen.pb").is_file():
-        files.append(f"{artifact}_frozen.pb")
+    for name in (artifact, float_artifact(artifact)):
+        saved_model = weights_dir / name
+        if saved_model.is_dir():
+            files += [p.relative_to(weights_dir).as_posix() for p in saved_model.rglob("*") if p.is_file()]
+        if (weights_dir / f"{name}_frozen.pb").is_file():
+            files.append(f"{name}_frozen.pb")
     return sorted(files)
 
 

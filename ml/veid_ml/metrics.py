@@ -18,7 +18,9 @@ from veid_ml import __version__
 from veid_ml.atomic import write_bytes_atomic, write_text_atomic
 
 NON_DETERMINISTIC_FIELDS = ("training_date", "metrics_date", "inference_latency_ms", "timing",
-                            "non_deterministic_fields", "real_data")
+                            "non_deterministic_fields", "real_data", "float_inference_latency_ms")
+HEADLINE = ("accuracy", "precision", "recall", "f1_score", "auc_roc")  # the spec's metrics
+MAX_INTEGER_LOSS_POINTS = 0.3  # an integer graph may lose at most this much of any headline metric (issue 21)
 
 
 def round_floats(x):
@@ -61,6 +63,24 @@ def build_metrics(model_name: str, metrics: dict, latency_ms: dict, training_con
     doc.update(extra)
     doc["non_deterministic_fields"] = list(NON_DETERMINISTIC_FIELDS)
     return round_floats(doc)
+
+
+def integer_comparison(integer: dict, floating: dict, integer_latency: dict, float_latency: dict, info: dict,
+                       float_artifact: str) -> dict:
+    """metrics.json fields comparing the integer consensus graph (the artifact) with its float twin: the float
+    metrics, the difference of every shared numeric metric in points (integer - float), and the latency ratio."""
+    deltas = {k: 100.0 * (integer[k] - floating[k]) for k in integer
+              if isinstance(integer.get(k), (int, float)) and isinstance(floating.get(k), (int, float))}
+    worst = min((deltas[k] for k in HEADLINE if k in deltas), default=0.0)
+    ratio = {k: integer_latency[k] / float_latency[k] for k in ("p50", "p95")
+             if float_latency.get(k) and integer_latency.get(k)}
+    return {"consensus_graph": {"kind": "integer (veid_ml.integer: uint8 in, int32 out, no float op)",
+                                "float_artifact": float_artifact,
+                                "headline_loss_points": -worst,
+                                "within_budget": -worst <= MAX_INTEGER_LOSS_POINTS,
+                                "metric_deltas_points": deltas, **info},
+            "float_model": {"metrics": floating},
+            "float_inference_latency_ms": {**float_latency, "integer_over_float": ratio}}
 
 
 def write_metrics(path: Path, doc: dict) -> None:

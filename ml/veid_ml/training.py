@@ -50,6 +50,10 @@ class Trained:
     # initial weights this model was built from: [{"name": file, "sha256": ..., "license": ..., "source": package}];
     # written into metrics.json ("initial_weights") and the provenance's resolved dependencies
     pretrained: list = dataclasses.field(default_factory=list)
+    # the consensus graphs (veid_ml.integer): uint8 in, integers out; exported as the governed artifact, the float
+    # signatures beside them (hashing.float_artifact). None: the float graph is the artifact.
+    integer_signatures: dict | None = None
+    integer_info: dict = dataclasses.field(default_factory=dict)  # the integer export's layer report, bits, tables
 
 
 @dataclasses.dataclass
@@ -148,7 +152,7 @@ def main(name: str, argv=None) -> None:
     settings = determinism.configure(args.seed)  # before TensorFlow is imported; may re-exec the interpreter
     cfg["seed"] = args.seed
 
-    from veid_ml import export, governance, metrics
+    from veid_ml import export, governance, hashing, metrics
 
     source = governance.source_state(name)  # the code as it is now, when it is loaded, not after hours of training
     started_on = metrics.utc_now()
@@ -165,11 +169,20 @@ def main(name: str, argv=None) -> None:
     out_dir = args.out_dir.resolve()
     for stale in ("metrics.json", governance.PROVENANCE_NAME):  # a previous run's, until this run writes its own
         (out_dir / stale).unlink(missing_ok=True)
-    manifest = export.export_model(out_dir, spec.artifact, trained.model, trained.signatures)
+    manifest = export.export_model(out_dir, spec.artifact, trained.model, trained.signatures,
+                                   trained.integer_signatures)
     serving = export.load_signatures(out_dir / spec.artifact)
     evaluation = task.evaluate(serving, cfg, args.data_dir)
     print("measuring single-request latency in a fresh process", flush=True)
     latency = metrics.latency_ms_fresh_process(out_dir / spec.artifact, export.SERVING_KEY, evaluation.latency_inputs)
+    if trained.integer_signatures is not None:  # the float twin, measured the same way, for the comparison
+        float_dir = out_dir / hashing.float_artifact(spec.artifact)
+        float_evaluation = task.evaluate(export.load_signatures(float_dir), cfg, args.data_dir)
+        float_latency = metrics.latency_ms_fresh_process(float_dir, export.SERVING_KEY,
+                                                         float_evaluation.latency_inputs)
+        trained.info.update(metrics.integer_comparison(evaluation.metrics, float_evaluation.metrics, latency,
+                                                       float_latency, trained.integer_info,
+                                                       hashing.float_artifact(spec.artifact)))
     doc = metrics.build_metrics(
         name, evaluation.metrics, latency, training_config={**cfg, "profile": args.profile}, dataset=trained.dataset,
         determinism=settings,

@@ -69,15 +69,6 @@ func basisPoints(p float32) (int, error) {
 	return int(v), nil
 }
 
-// quantiseEmbedding is scoring.quantise_embedding: int64 components rint(float64(e) * 2^14).
-func quantiseEmbedding(e []float32) []int64 {
-	q := make([]int64, len(e))
-	for i, v := range e {
-		q[i] = numpyInt64(math.RoundToEven(float64(v) * embeddingOne))
-	}
-	return q
-}
-
 // similarityBP is scoring.similarity_bp: 1 - |a - b|^2 / 2 of two quantised embeddings in bp, clamped to 0..10000.
 // The squared distance wraps at 64 bits like np.dot on int64; the rest is Python's unbounded integer arithmetic.
 func similarityBP(a, b []int64) int {

@@ -80,31 +80,29 @@ func (v *Verifier) Close() {
 	}
 }
 
-// readThresholds reads the thresholds from the graphs as Python does: facial serving_default on one all-zero
-// 150 x 150 pair, liveness serving_default on one all-zero 128 x 128 image.
+// readThresholds reads the thresholds from the integer graphs as Python does: facial serving_default on one
+// all-zero 150 x 150 pair, liveness serving_default on one all-zero 128 x 128 image (threshold_bp, int32).
 func (v *Verifier) readThresholds() error {
-	face := float32Tensor([]int64{1, FaceSize, FaceSize, 3}, make([]float32, FaceSize*FaceSize*3))
-	out, err := v.facial.run("serving_default", map[string]*tensor{"image_a": face, "image_b": face}, "threshold")
+	face := uint8Tensor([]int64{1, FaceSize, FaceSize, 3}, make([]byte, FaceSize*FaceSize*3))
+	out, err := v.facial.run("serving_default", map[string]*tensor{"image_a": face, "image_b": face}, "threshold_bp")
 	if err != nil {
 		return err
 	}
-	t, err := out["threshold"].float32s()
+	t, err := out["threshold_bp"].int32s()
 	if err != nil || len(t) < 1 {
-		return fmt.Errorf("facial_verification threshold output: %v (%d values)", err, len(t))
+		return fmt.Errorf("facial_verification threshold_bp output: %v (%d values)", err, len(t))
 	}
-	if v.SimilarityThreshold, err = basisPoints(t[0]); err != nil {
-		return err
-	}
-	live := float32Tensor([]int64{1, LivenessSize, LivenessSize, 3}, make([]float32, LivenessSize*LivenessSize*3))
-	out, err = v.liveness.run("serving_default", map[string]*tensor{"image": live}, "threshold")
+	v.SimilarityThreshold = int(t[0])
+	live := uint8Tensor([]int64{1, LivenessSize, LivenessSize, 3}, make([]byte, LivenessSize*LivenessSize*3))
+	out, err = v.liveness.run("serving_default", map[string]*tensor{"image": live}, "threshold_bp")
 	if err != nil {
 		return err
 	}
-	if t, err = out["threshold"].float32s(); err != nil || len(t) != 1 {
-		return fmt.Errorf("liveness_detection threshold output: %v (%d values)", err, len(t))
+	if t, err = out["threshold_bp"].int32s(); err != nil || len(t) != 1 {
+		return fmt.Errorf("liveness_detection threshold_bp output: %v (%d values)", err, len(t))
 	}
-	v.LivenessThreshold, err = basisPoints(t[0])
-	return err
+	v.LivenessThreshold = int(t[0])
+	return nil
 }
 
 // Faces is api.Verifier.faces: the faces in an image, largest box first (a stable sort: equal areas keep the
@@ -147,17 +145,8 @@ func (v *Verifier) Faces(img *RGB) ([]Face, error) {
 	return faces, nil
 }
 
-// unitFloat is api._unit_float: uint8 -> float32 in [0, 1], one correctly rounded float32 division per value.
-func unitFloat(pix []byte) []float32 {
-	out := make([]float32, len(pix))
-	for i, p := range pix {
-		out[i] = float32(p) / 255
-	}
-	return out
-}
-
 // similarity is api.Verifier._similarity: facial_verification's `embed` on the two 150 px face chips in one batch
-// of two (the batch shape is part of the contract), quantised, then similarityBP.
+// of two (the batch shape is part of the contract): Q14 integer embeddings, then similarityBP.
 func (v *Verifier) similarity(imgA *RGB, faceA Face, imgB *RGB, faceB Face) (int, error) {
 	cropA, err := cropFace(imgA, faceA.Points, FaceChip)
 	if err != nil {
@@ -168,18 +157,22 @@ func (v *Verifier) similarity(imgA *RGB, faceA Face, imgB *RGB, faceB Face) (int
 		return 0, err
 	}
 	out, err := v.facial.run("embed", map[string]*tensor{
-		"image": float32Tensor([]int64{2, FaceSize, FaceSize, 3}, unitFloat(append(cropA, cropB...)))}, "embedding")
+		"image": uint8Tensor([]int64{2, FaceSize, FaceSize, 3}, append(cropA, cropB...))}, "embedding")
 	if err != nil {
 		return 0, err
 	}
-	e, err := out["embedding"].float32s()
+	e, err := out["embedding"].int32s()
 	if err != nil {
 		return 0, err
 	}
 	if len(e)%2 != 0 {
 		return 0, fmt.Errorf("facial_verification embed output: %d values for 2 faces", len(e))
 	}
-	return similarityBP(quantiseEmbedding(e[:len(e)/2]), quantiseEmbedding(e[len(e)/2:])), nil
+	a, b := make([]int64, len(e)/2), make([]int64, len(e)/2)
+	for i := range a {
+		a[i], b[i] = int64(e[i]), int64(e[len(a)+i])
+	}
+	return similarityBP(a, b), nil
 }
 
 // livenessBP is api.Verifier._liveness_bp: liveness_detection on one 128 px crop.
@@ -189,16 +182,16 @@ func (v *Verifier) livenessBP(img *RGB, face Face) (int, error) {
 		return 0, err
 	}
 	out, err := v.liveness.run("serving_default",
-		map[string]*tensor{"image": float32Tensor([]int64{1, LivenessSize, LivenessSize, 3}, unitFloat(crop))},
-		"probability_bona_fide")
+		map[string]*tensor{"image": uint8Tensor([]int64{1, LivenessSize, LivenessSize, 3}, crop)},
+		"probability_bona_fide_bp")
 	if err != nil {
 		return 0, err
 	}
-	p, err := out["probability_bona_fide"].float32s()
+	p, err := out["probability_bona_fide_bp"].int32s()
 	if err != nil || len(p) != 1 {
-		return 0, fmt.Errorf("liveness_detection probability output: %v (%d values)", err, len(p))
+		return 0, fmt.Errorf("liveness_detection probability_bona_fide_bp output: %v (%d values)", err, len(p))
 	}
-	return basisPoints(p[0])
+	return int(p[0]), nil
 }
 
 // SelfieComponents are the selfie's entries of a result's components (absent when the selfie was too small).

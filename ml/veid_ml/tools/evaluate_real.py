@@ -49,10 +49,12 @@ def cmd_facial(args) -> int:
               file=sys.stderr)
         return 2
     crops, found = crop_largest_faces(photos, FACE_CHIP)
-    x = crops.astype(np.float32) / np.float32(255)
-    emb = scoring.quantise_embedding(np.concatenate([embed(image=tf.constant(x[i:i + 64]))["embedding"].numpy()
-                                                     for i in range(0, len(x), 64)]))
-    threshold = scoring.basis_points(pair_fn(image_a=x[:1], image_b=x[:1])["threshold"].numpy()[0])
+    integer = export.input_dtype(embed, "image") == tf.uint8  # the consensus graph, or a float twin (--model)
+    x = crops if integer else crops.astype(np.float32) / np.float32(255)
+    emb = np.concatenate([embed(image=tf.constant(x[i:i + 64]))["embedding"].numpy() for i in range(0, len(x), 64)])
+    emb = emb.astype(np.int64) if integer else scoring.quantise_embedding(emb)
+    pair = pair_fn(image_a=x[:1], image_b=x[:1])
+    threshold = int(pair["threshold_bp"].numpy()[0]) if integer else scoring.basis_points(pair["threshold"].numpy()[0])
 
     pairs, genuine, folds = face_pairs.verification_pairs(labels)
     sim = np.array([scoring.similarity_bp(emb[a], emb[b]) for a, b in pairs])
@@ -129,11 +131,17 @@ def cmd_liveness(args) -> int:
 
     size = serve.structured_input_signature[1]["image"].shape[1]
     crops, found = crop_largest_faces([images.load_rgb(f) for f in files], LIVENESS_CHIP)
-    out = serve(image=tf.constant(crops.astype(np.float32) / np.float32(255)))
-    prob, accepted = out["probability_bona_fide"].numpy(), out["is_bona_fide"].numpy() & found
+    from veid_ml import export
+
+    if export.input_dtype(serve, "image") == tf.uint8:  # the consensus graph: basis points
+        out = serve(image=tf.constant(crops))
+        prob, threshold = out["probability_bona_fide_bp"].numpy() / 10000.0, int(out["threshold_bp"].numpy()) / 10000.0
+    else:  # a float twin (--model)
+        out = serve(image=tf.constant(crops.astype(np.float32) / np.float32(255)))
+        prob, threshold = out["probability_bona_fide"].numpy(), float(out["threshold"].numpy())
+    accepted = out["is_bona_fide"].numpy() & found
     print(f"{len(files)} real bona fide photos from {args.faces} ({int(found.sum())} with a face), model input "
-          f"{size}x{size}, "
-          f"threshold {float(out['threshold'].numpy()):.4f}")
+          f"{size}x{size}, threshold {threshold:.4f}")
     by_condition = {}
     for f, ok in zip(files, accepted):
         by_condition.setdefault(f.stem.split("_", 1)[-1], []).append(bool(ok))
@@ -146,7 +154,7 @@ def cmd_liveness(args) -> int:
         result = {"photos": len(files), "faces_found": int(found.sum()), "accepted": int(accepted.sum()),
                   "acceptance_rate": float(accepted.mean()), "bpcer": float(1 - accepted.mean()),
                   "median_probability_bona_fide": float(np.median(prob)),
-                  "threshold": float(out["threshold"].numpy()),
+                  "threshold": threshold,
                   "crop": "the pipeline's: face_detection's landmarks -> alignment.LIVENESS_CHIP (128 px); "
                           "a photo without a face counts as rejected"}
         record(args, result)
