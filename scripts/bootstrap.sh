@@ -19,6 +19,15 @@ if ! command -v go >/dev/null 2>&1; then
     echo "bootstrap: Go is missing; install it (Debian/Ubuntu: sudo apt-get install golang-go) for pkg/inference" >&2
   fi
 fi
+# qemu-user: the consensus test runs the integer graphs under emulated CPUs (qemu-x86_64 -cpu Haswell-v4, EPYC-Rome-v1).
+if ! command -v qemu-x86_64 >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "bootstrap: installing qemu-user with apt-get" >&2
+    apt-get install -y -qq qemu-user >/dev/null 2>&1 || { apt-get update -qq >/dev/null && apt-get install -y -qq qemu-user >/dev/null; }
+  else
+    echo "bootstrap: qemu-x86_64 is missing; install it (Debian/Ubuntu: sudo apt-get install qemu-user) for the consensus test" >&2
+  fi
+fi
 want=$(sha256sum "$REQ" pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
   exit 0

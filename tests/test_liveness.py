@@ -122,9 +122,10 @@ def score_test_samples_by_group(model_dir: Path) -> dict:
             groups[group].append(img)
     out = {}
     for group, imgs in groups.items():
-        res = serve(image=tf.constant(np.stack(imgs).astype(np.float32) / 255.0))
-        prob = res["probability_bona_fide"].numpy()
-        consistent = bool(np.array_equal(res["is_bona_fide"].numpy(), prob >= res["threshold"].numpy()))
+        res = serve(image=tf.constant(np.stack(imgs)))  # the integer consensus graph: uint8 in, basis points out
+        prob = res["probability_bona_fide_bp"].numpy() / 10000.0
+        consistent = bool(np.array_equal(res["is_bona_fide"].numpy(),
+                                         res["probability_bona_fide_bp"].numpy() >= res["threshold_bp"].numpy()))
         out[group] = {"mean": float(prob.mean()), "n": len(imgs), "consistent": consistent}
     return out
 

@@ -44,7 +44,9 @@ def build_embedder():
     return dlib_resnet.build_embedder(weights_file())
 
 
-INTEGER_BITS = 10  # activations: 10-bit after each ReLU (8 bits cost 0.23 points of 10-fold accuracy; NOTES.md)
+# The integer graph's widths (NOTES.md has the sweep): 10-bit activations, 12-bit weights (int8 weights cost 0.4-0.6
+# points of 10-fold accuracy and precision), the input affine in 14 bits so that conv1 provably fits int32.
+INTEGER_BITS, WEIGHT_BITS, INPUT_BITS = 10, 12, 14
 EMBEDDING_SCALE = 2.0**-14  # the integer graph's embedding is dlib's descriptor in Q14 (veid_ml.scoring)
 
 
@@ -53,8 +55,8 @@ def integer_program(embedder, calibration: np.ndarray):
     is the descriptor in Q14, clamped to +-2^17 (dlib's components stay far below 1)."""
     from veid_ml import integer
 
-    return integer.compile_model(embedder, calibration, activation_bits=INTEGER_BITS,
-                                 output_scale=EMBEDDING_SCALE, output_bits=18)
+    return integer.compile_model(embedder, calibration, activation_bits=INTEGER_BITS, weight_bits=WEIGHT_BITS,
+                                 input_bits=INPUT_BITS, output_scale=EMBEDDING_SCALE, output_bits=18)
 
 
 def integer_signatures(program, threshold_bp: int, slope: float, size: int) -> dict:

@@ -271,7 +271,8 @@ def finish(learner: training.Learner, cfg: dict, data: dict, data_dir) -> traini
                       "parameters": int(embedder.count_params()), "architecture": "dlib face ResNet (29 conv)",
                       "similarity": "1 - |a - b|^2 / 2 of dlib's descriptors"}}
     info["thresholds"]["similarity_bp"] = threshold_bp
-    integer_info = {"activation_bits": fv_model.INTEGER_BITS, "embedding": "dlib's descriptor in Q14 (int32)",
+    integer_info = {"activation_bits": fv_model.INTEGER_BITS, "weight_bits": fv_model.WEIGHT_BITS,
+                    "input_bits": fv_model.INPUT_BITS, "embedding": "dlib's descriptor in Q14 (int32)",
                     "calibration_chips": len(calibration), "layers": program.report}
     return training.Trained(embedder, {"serving_default": verify, "embed": embed}, dataset, info,
                             pretrained=fv_model.pretrained_weights(), integer_signatures=integer_signatures,

@@ -174,7 +174,8 @@ def finish(learner: training.Learner, cfg: dict, data: dict, data_dir) -> traini
             "threshold_rule": f"lowest threshold with APCER <= {cfg['val_max_apcer']} for every species on val",
             "validation": {"apcer": val_apcer, "bpcer": float(np.mean(val_score[y_val == 1] < threshold))}}
     info["threshold_bp"] = threshold_bp
-    integer_info = {"activation_bits": INTEGER_BITS, "logit_scale": LOGIT_SCALE, "calibration_crops": len(calibration),
+    integer_info = {"activation_bits": INTEGER_BITS, "weight_bits": 8, "logit_scale": LOGIT_SCALE,
+                    "calibration_crops": len(calibration),
                     "layers": program.report}
     return training.Trained(model, {"serving_default": serve}, dataset, info, integer_signatures={
         "serving_default": integer_serve}, integer_info=integer_info)

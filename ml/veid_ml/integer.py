@@ -6,7 +6,8 @@ int32 convolutions give the same bytes in any order, with any thread count, on a
 
 The arithmetic (every constant is computed once, here, from the float weights and a calibration batch):
   * a tensor is int32 values q with one real scale s (real = q * s; zero is q = 0) and a proven bound |q| <= bound;
-  * weights: int8 per output channel, w_q = round(w / s_w), s_w = max|w| / 127 (a constant channel is exact);
+  * weights: int8 per output channel, w_q = round(w / s_w), s_w = max|w| / 127 (a constant channel is exact), or
+    wider (weight_bits, int16 storage) where a model needs the precision and the overflow proof allows it;
   * Conv2D / Conv1D / Dense: int32 Conv2D or MatMul of int32 tensors plus an int32 bias round(b / (s_in * s_w)); every
     layer is checked at export for int32 overflow with its worst-case input (sum |w_q| * bound + |b_q| < 2^31);
   * DepthwiseConv2D (TF has no integer kernel): one int32 multiply-add per tap over shifted slices;
@@ -30,7 +31,6 @@ import math
 import numpy as np
 
 INT32_LIMIT = 2**31 - 1
-WEIGHT_QMAX = 127
 
 
 @dataclasses.dataclass
@@ -62,13 +62,15 @@ def requant_params(multipliers: np.ndarray) -> tuple[np.ndarray, int]:
     return np.rint(np.asarray(multipliers, np.float64) * 2.0**shift).astype(np.int64), shift
 
 
-def quantize_weights(w: np.ndarray, axis: int = -1) -> tuple[np.ndarray, np.ndarray]:
-    """(int8 weights, float64 scale per output channel) of a float kernel; `axis` is the output-channel axis."""
+def quantize_weights(w: np.ndarray, axis: int = -1, bits: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """(integer weights, float64 scale per output channel) of a float kernel; `axis` is the output-channel axis.
+    8 bits: int8 in -127..127; up to 16 bits: int16 (more precision where the int32 accumulator has room)."""
+    qmax = (1 << (bits - 1)) - 1
     w = np.asarray(w, np.float32).astype(np.float64)
     moved = np.moveaxis(w, axis, -1)
     peak = np.max(np.abs(moved.reshape(-1, moved.shape[-1])), axis=0)
-    scale = np.where(peak > 0, peak / WEIGHT_QMAX, 1.0)
-    q = np.clip(np.rint(moved / scale), -WEIGHT_QMAX, WEIGHT_QMAX).astype(np.int8)
+    scale = np.where(peak > 0, peak / qmax, 1.0)
+    q = np.clip(np.rint(moved / scale), -qmax, qmax).astype(np.int8 if bits <= 8 else np.int16)
     return np.moveaxis(q, -1, axis), scale
 
 
@@ -176,8 +178,9 @@ class Program:
 
 
 class _Compiler:
-    def __init__(self, tf, activation_bits: int, input_bits: int, output_bits: int, output_scale: float | None):
-        self.tf = tf
+    def __init__(self, tf, activation_bits: int, input_bits: int, output_bits: int, output_scale: float | None,
+                 weight_bits: int = 8):
+        self.tf, self.weight_bits = tf, weight_bits
         self.activation_bits, self.input_bits, self.output_bits = activation_bits, input_bits, output_bits
         self.output_scale = output_scale
         self.values: list[QTensor] = []
@@ -213,7 +216,7 @@ class _Compiler:
 
     def weighted(self, name, kind, x: QTensor, index: int, kernel, bias, relu: bool, out_axis: int, bits: int,
                  fixed_scale=None, **params) -> int:
-        kernel_q, w_scale = quantize_weights(kernel, out_axis)
+        kernel_q, w_scale = quantize_weights(kernel, out_axis, self.weight_bits)
         acc_scale = x.scale * w_scale
         bias_q = np.zeros(kernel_q.shape[out_axis], np.int32) if bias is None else np.rint(
             np.asarray(bias, np.float32).astype(np.float64) / acc_scale).astype(np.int64)
@@ -236,10 +239,11 @@ def _is_relu(op) -> bool:
 
 def compile_model(model, calibration: np.ndarray, input_scale: float = 1 / 255, activation_bits: int = 8,
                   input_bits: int = 16, output_bits: int = 16, output_scale: float | None = None,
-                  input_transform=None) -> Program:
+                  input_transform=None, weight_bits: int = 8) -> Program:
     """Compile a single-input functional Keras model for uint8 input (real value = u * input_scale).
 
-    calibration: uint8 images the output scales are calibrated on (training data). input_bits: the width of the
+    calibration: uint8 images the output scales are calibrated on (training data). weight_bits: 8 (int8) or more
+    (int16 storage) per output channel. input_bits: the width of the
     per-channel affine maps right after the input (Rescaling); output_bits: the last layer's; output_scale: fix the
     last layer's scale instead of calibrating it (e.g. 2^-14 for an embedding in Q14). input_transform: an optional
     (Step, QTensor-producing) prologue, e.g. integer per-image standardisation (see `standardize_step`).
@@ -247,7 +251,9 @@ def compile_model(model, calibration: np.ndarray, input_scale: float = 1 / 255, 
     import keras
     import tensorflow as tf
 
-    c = _Compiler(tf, activation_bits, input_bits, output_bits, output_scale)
+    if not hasattr(model, "operations") or len(model.inputs) != 1:
+        raise ValueError(f"{model.name}: compile_model needs a functional Keras model with one input")
+    c = _Compiler(tf, activation_bits, input_bits, output_bits, output_scale, weight_bits)
     image = tf.cast(tf.constant(calibration), tf.int32)
     c.values.append(QTensor(image, float(input_scale), 255))
     where = {id(model.inputs[0]): 0}

@@ -1,8 +1,9 @@
 """`veid-ml` tool commands: benchmarks, evaluation on real photos, data checks and the inference fingerprint.
 
-`register(subparsers)` adds the groups `bench`, `eval-real`, `check` and the commands `score`, `demo` and
-`fingerprint` to the CLI's subparsers; each command sets `fn(args) -> int` like the commands in veid_ml.cli. Nothing
-here imports TensorFlow at import time: the commands that need it call veid_ml.determinism.configure() first.
+`register(subparsers)` adds the groups `bench`, `eval-real`, `check` and the commands `score`, `demo`,
+`fingerprint` and `consensus` to the CLI's subparsers; each command sets `fn(args) -> int` like the commands in
+veid_ml.cli. Nothing here imports TensorFlow at import time: the commands that need it call
+veid_ml.determinism.configure() first.
 """
 
 import argparse
@@ -19,7 +20,7 @@ def add_command(subparsers, name: str, fn, help: str, description: str) -> argpa
 def register(subparsers) -> None:
     """Add the tool commands to `veid-ml`'s subparsers (argparse's add_subparsers() result)."""
     # imported here, not at module level, so `python -m veid_ml.tools.bench --worker` does not import itself twice
-    from veid_ml.tools import bench, checks, evaluate_real, fingerprint, mrz_bench, ocr_bench, pipeline
+    from veid_ml.tools import bench, checks, consensus, evaluate_real, fingerprint, mrz_bench, ocr_bench, pipeline
 
     bench_parser = subparsers.add_parser("bench", help="training-time, determinism-cost, OCR and pipeline benchmarks",
                                          description="Benchmarks; run nothing else on the machine meanwhile.")
@@ -38,3 +39,4 @@ def register(subparsers) -> None:
     checks.register(check_parser.add_subparsers(dest="check_command", required=True, metavar="CHECK"))
 
     fingerprint.register(subparsers)
+    consensus.register(subparsers)

@@ -4,9 +4,10 @@ Validators reach consensus only if the same approved bytes give the same scores 
 reproducible per CPU class (ml/README.md, Determinism configuration); whether inference is too is what this measures.
 Run it on two machines and compare the lines: equal fingerprints mean bit-identical outputs on those inputs.
 
-Inputs: for every input of a model's serving_default signature, uniform noise in [0, 1] from a fixed seed (batch of
---batch, the signature's other dimensions), the same on every machine; uint8 images (the face detector) are noise in
-0..255 at 240 x 320.
+Inputs: for every input of a model's serving_default signature, noise from a fixed seed (batch of --batch, the
+signature's other dimensions), the same on every machine: uniform in [0, 1] for float inputs, 0..255 for the integer
+graphs' uint8 crops, and a 240 x 320 noise photo for the face detector. (`veid-ml consensus` runs every graph in
+every thread / oneDNN / emulated-CPU configuration.)
 
 --golden DIR: the whole VEID pipeline instead. DIR is written by `python -m veid_ml.golden DIR` on a reference machine;
 every case's selfie and document PNG are scored by Verifier.verify here and compared with the results stored there
@@ -33,8 +34,12 @@ def fingerprint(name: str, batch: int) -> tuple[str, str]:
     rng = np.random.default_rng(0)
     inputs = {}
     for key, spec in sorted(serving.structured_input_signature[1].items()):
-        if spec.dtype == tf.uint8:  # a whole photo: no batch dimension, any size
+        if spec.dtype == tf.uint8 and spec.shape.rank == 3:  # a whole photo: no batch dimension, any size
             inputs[key] = tf.constant(rng.integers(0, 256, (240, 320, 3), dtype=np.uint8))
+            continue
+        if spec.dtype == tf.uint8:  # a batch of crops for an integer consensus graph
+            shape = [batch] + [int(d) for d in spec.shape[1:]]
+            inputs[key] = tf.constant(rng.integers(0, 256, shape, dtype=np.uint8))
             continue
         if not spec.dtype.is_floating:
             raise SystemExit(f"error: {name} input {key!r} is {spec.dtype.name}; only float and uint8 inputs are "
@@ -47,8 +52,9 @@ def fingerprint(name: str, batch: int) -> tuple[str, str]:
         value = np.atleast_1d(outputs[key].numpy())
         h.update(key.encode())
         h.update(b"\0".join(value.ravel().tolist()) if outputs[key].dtype == tf.string else value.tobytes())
-    scores = [k for k in sorted(outputs) if outputs[k].dtype.is_floating and np.size(outputs[k].numpy())]
-    sample = f"{scores[0]}[0] = {float(np.ravel(outputs[scores[0]].numpy())[0])!r}" if scores else "no float output"
+    scores = [k for k in sorted(outputs) if (outputs[k].dtype.is_floating or outputs[k].dtype == tf.int32)
+              and np.size(outputs[k].numpy())]
+    sample = f"{scores[0]}[0] = {np.ravel(outputs[scores[0]].numpy())[0]!r}" if scores else "no numeric output"
     return h.hexdigest(), sample
 
 
