@@ -176,3 +176,26 @@ def test_sigmoid_table():
     table = integer.sigmoid_bp_table(2.0**-4, 200)
     assert table[200] == 5000 and table[0] == round(10000 / (1 + math.exp(200 / 16)))
     assert np.all(np.diff(table.astype(int)) >= 0) and table[-1] == 10000
+
+
+def standardize_and_softmax() -> dict:
+    import tensorflow as tf
+
+    rng = np.random.default_rng(3)
+    lines = rng.integers(0, 256, (3, 32, 512, 1), dtype=np.uint8)
+    lines[1] = 200  # a blank line: TF's 1 / sqrt(n) floor on the standard deviation
+    lines[2] = np.clip(lines[2] // 8 + 100, 0, 255)  # low contrast
+    got = integer._standardize(tf, tf.cast(tf.constant(lines), tf.int32), 7, 2047).numpy()
+    want = tf.image.per_image_standardization(tf.constant(lines, tf.float32) / 255.0).numpy() * 128
+    logits = rng.integers(-3000, 3000, (4, 16, 30), dtype=np.int32)
+    logits[0, 0, :] = 5  # all tied
+    bp = integer.softmax_max_bp(tf, tf.constant(logits), 0.004).numpy()
+    soft = tf.nn.softmax(tf.constant(logits, tf.float64) * 0.004).numpy().max(axis=-1) * 10000
+    return {"got": got, "want": want, "bp": bp, "soft": soft}
+
+
+def test_integer_standardisation_and_softmax_confidence():
+    r = run_in_fresh_process(standardize_and_softmax)
+    assert np.abs(r["got"] - r["want"]).max() <= 0.51  # one rounding of the exact value
+    assert np.all(r["got"][1] == 0)
+    assert np.abs(r["bp"] - r["soft"]).max() <= 2 and r["bp"][0, 0] == round(10000 / 30)

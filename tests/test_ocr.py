@@ -56,7 +56,8 @@ def test_committed_model_reads_generated_mrzs():
     for row, n, text in zip(labels, lengths, texts):
         assert (row[:n] >= 0).all() and (row[n:] == -1).all()
         assert "".join(ALPHABET[i] for i in row[:n]) == text
-    assert ((out["char_confidences"] >= 0) & (out["char_confidences"] <= 1)).all()
+    assert out["char_confidences_bp"].dtype == np.int32  # the integer consensus graph
+    assert ((out["char_confidences_bp"] >= 0) & (out["char_confidences_bp"] <= 10000)).all()
     read = iter(texts)
     valid = exact = 0
     for lines in groups:

@@ -149,8 +149,8 @@ def is_integer(serving) -> bool:
 def finish(learner: training.Learner, cfg: dict, data: dict, data_dir) -> training.Trained:
     """BatchNorm folded into the convolutions (what is exported), then the threshold chosen on its validation
     scores."""
-    from liveness_detection.model import (INTEGER_BITS, LOGIT_SCALE, integer_program, integer_signature,
-                                          serving_signature)
+    from liveness_detection.model import (INPUT_BITS, INTEGER_BITS, LOGIT_SCALE, WEIGHT_BITS, integer_program,
+                                          integer_signature, serving_signature)
     from veid_ml.fold_batchnorm import fold_batch_norms
 
     x_val, y_val, s_val = data["x_val"], data["y_val"], data["s_val"]
@@ -174,7 +174,8 @@ def finish(learner: training.Learner, cfg: dict, data: dict, data_dir) -> traini
             "threshold_rule": f"lowest threshold with APCER <= {cfg['val_max_apcer']} for every species on val",
             "validation": {"apcer": val_apcer, "bpcer": float(np.mean(val_score[y_val == 1] < threshold))}}
     info["threshold_bp"] = threshold_bp
-    integer_info = {"activation_bits": INTEGER_BITS, "weight_bits": 8, "logit_scale": LOGIT_SCALE,
+    integer_info = {"activation_bits": INTEGER_BITS, "weight_bits": WEIGHT_BITS, "input_bits": INPUT_BITS,
+                    "logit_scale": LOGIT_SCALE,
                     "calibration_crops": len(calibration),
                     "layers": program.report}
     return training.Trained(model, {"serving_default": serve}, dataset, info, integer_signatures={

@@ -86,14 +86,19 @@ def greedy_decode(logits):
     """
     probs = tf.nn.softmax(logits, axis=-1)
     best = tf.argmax(logits, axis=-1, output_type=tf.int32)
-    confidence = tf.reduce_max(probs, axis=-1)
+    return decode_best_path(best, tf.reduce_max(probs, axis=-1), 0.0)
+
+
+def decode_best_path(best, confidence, padding):
+    """(labels, lengths, char_confidences) from the best class per step and its confidence: merge repeats, drop
+    blanks, kept steps first in time order, -1 / `padding` after them."""
     previous = tf.pad(best[:, :-1], [[0, 0], [1, 0]], constant_values=-1)
     keep = (best != 0) & (best != previous)
     order = tf.argsort(tf.cast(~keep, tf.int32), axis=1, stable=True)  # kept steps first, in time order
     lengths = tf.reduce_sum(tf.cast(keep, tf.int32), axis=1)
     valid = tf.range(tf.shape(best)[1])[None, :] < lengths[:, None]
     labels = tf.where(valid, tf.gather(best, order, batch_dims=1) - 1, -1)
-    char_confidences = tf.where(valid, tf.gather(confidence, order, batch_dims=1), 0.0)
+    char_confidences = tf.where(valid, tf.gather(confidence, order, batch_dims=1), padding)
     return labels, lengths, char_confidences
 
 
@@ -115,5 +120,37 @@ def serving_signature(model: keras.Model):
         labels, lengths, char_confidences = greedy_decode(logits)
         return {"labels": labels, "lengths": lengths, "char_confidences": char_confidences,
                 "text": labels_to_text(labels), "logits": logits, "alphabet": tf.constant(ALPHABET)}
+
+    return serve
+
+
+INTEGER_BITS, WEIGHT_BITS = 10, 10  # the integer graph's activation and weight widths (metrics.json consensus_graph)
+
+
+def integer_program(model: keras.Model, calibration):
+    """The recogniser compiled to integer ops (veid_ml.integer) behind an integer per-image standardisation,
+    calibrated on `calibration` (uint8 lines [N, 32, 512, 1]); BatchNorms after a convolution folded first."""
+    from veid_ml import integer
+    from veid_ml.fold_batchnorm import fold_batch_norms
+
+    return integer.compile_model(fold_batch_norms(model), calibration, activation_bits=INTEGER_BITS,
+                                 weight_bits=WEIGHT_BITS, output_bits=16,
+                                 input_transform=integer.standardize_input())
+
+
+def integer_signature(program):
+    """The governed serving_default: "image" uint8 [None, 32, 512, 1] (the line crop, grey 0..255) -> "labels",
+    "lengths" and "text" as the float twin's, "char_confidences_bp" int32 [N, T] (each decoded character's softmax
+    probability in bp, 0 in the padding) and "alphabet". Greedy decoding by integer argmax, ties to the lowest class."""
+    from veid_ml import integer
+
+    @tf.function(input_signature=[tf.TensorSpec([None, HEIGHT, WIDTH, 1], tf.uint8, name="image")])
+    def serve(image):
+        logits = program(tf, image)
+        best = integer.argmax_lowest(tf, logits)
+        confidence = integer.softmax_max_bp(tf, logits, program.output_scale)
+        labels, lengths, char_confidences = decode_best_path(best, confidence, 0)
+        return {"labels": labels, "lengths": lengths, "char_confidences_bp": char_confidences,
+                "text": labels_to_text(labels), "alphabet": tf.constant(ALPHABET)}
 
     return serve

@@ -60,15 +60,25 @@ def line_data(split: str, n: int, cfg: dict, data_dir) -> tuple[np.ndarray, list
     return textlines.text_line_dataset(split, n, seed=cfg["seed"])
 
 
-def as_input(images: np.ndarray) -> np.ndarray:
-    """uint8 [N, 32, 512] -> the serving input: float32 [N, 32, 512, 1] in [0, 1]."""
-    return (images.astype(np.float32) / 255.0)[..., None]
+def as_input(images: np.ndarray, integer: bool = True) -> np.ndarray:
+    """uint8 [N, 32, 512] -> a serving input: the integer graph's uint8 [N, 32, 512, 1], or the float twin's float32
+    [N, 32, 512, 1] in [0, 1]."""
+    return images[..., None] if integer else (images.astype(np.float32) / 255.0)[..., None]
+
+
+def is_integer(serving) -> bool:
+    """Whether a signature is the integer consensus graph (uint8 input) rather than the float twin."""
+    import tensorflow as tf
+
+    from veid_ml import export
+
+    return export.input_dtype(serving, "image") == tf.uint8
 
 
 def recognise(serving, images: np.ndarray, batch: int = 256) -> list[str]:
-    texts = []
+    texts, integer = [], is_integer(serving)
     for start in range(0, len(images), batch):
-        out = serving(image=as_input(images[start: start + batch]))
+        out = serving(image=as_input(images[start: start + batch], integer))
         texts += [t.decode("utf-8") for t in out["text"].numpy()]
     return texts
 
@@ -144,7 +154,17 @@ def finish(learner: training.Learner, cfg: dict, data: dict, data_dir) -> traini
     }
     info = {"alphabet": ALPHABET, "num_parameters": int(net.count_params()),
             "validation": {k: val_metrics[k] for k in ("char_accuracy", "line_exact_match")}}
-    return training.Trained(model=net, signatures={"serving_default": serve}, dataset=dataset, info=info)
+    # The consensus graph: integer ops behind an integer standardisation, calibrated on training lines
+    from ocr_extraction.model import INTEGER_BITS, WEIGHT_BITS, integer_program, integer_signature
+
+    calibration = images[:: max(1, len(images) // 256)][:256, ..., None]
+    program = integer_program(net, calibration)
+    integer_info = {"activation_bits": INTEGER_BITS, "weight_bits": WEIGHT_BITS, "calibration_lines": len(calibration),
+                    "input": "per-image standardisation in integers (veid_ml.integer.standardize_input)",
+                    "layers": program.report}
+    return training.Trained(model=net, signatures={"serving_default": serve}, dataset=dataset, info=info,
+                            integer_signatures={"serving_default": integer_signature(program)},
+                            integer_info=integer_info)
 
 
 def char_alignment(truth: str, predicted: str) -> tuple[int, int]:
@@ -214,7 +234,8 @@ def evaluate(serving, cfg: dict, data_dir):
         metrics["mrz_document_exact_match"] = float(np.mean([t == p for t, p in results]))
         metrics["mrz_document_checks_valid"] = float(np.mean([_valid(p) for _, p in results]))
         info["test_set"]["mrz_documents"] = len(groups)
-    return training.Evaluation(metrics=metrics, latency_inputs={"image": as_input(images[:1])}, info=info)
+    return training.Evaluation(metrics=metrics, latency_inputs={"image": as_input(images[:1], is_integer(serve))},
+                               info=info)
 
 
 def _valid(lines: list[str]) -> bool:

@@ -11,8 +11,8 @@ Classical image processing locates the text; the exported OCR SavedModel (ml/ocr
    parsed with their check digits (veid_ml.mrz.parse_mrz) and per-character confidences.
 
 The field grid is that of the synthetic documents; the MRZ search only assumes the ICAO band at the bottom.
-No TensorFlow import here: `ocr_serving` is any callable taking image=float32 [N, 32, 512, 1] in [0, 1] and
-returning "text" and "char_confidences" (the loaded serving_default signature).
+No TensorFlow import here: `ocr_serving` is any callable taking image=uint8 [N, 32, 512, 1] and returning "text" and
+"char_confidences_bp" (the approved integer graph's serving_default signature).
 """
 
 import dataclasses
@@ -182,9 +182,9 @@ def locate(image_rgb: np.ndarray) -> LocatedDocument:
 
 def recognise(ocr_serving, lines: np.ndarray) -> tuple[list[str], list[list[float]]]:
     """Texts and per-character confidences of fitted grey lines (uint8 [N, LINE_HEIGHT, LINE_WIDTH]), one batch."""
-    out = ocr_serving(image=np.asarray(lines, np.float32)[..., None] / 255.0)
+    out = ocr_serving(image=np.asarray(lines, np.uint8)[..., None])  # the integer consensus graph: uint8 lines
     texts = [t.decode("utf-8") for t in np.asarray(out["text"])]
-    confidences = np.asarray(out["char_confidences"])
+    confidences = np.asarray(out["char_confidences_bp"]) / 10000.0
     return texts, [confidences[i, : len(t)].tolist() for i, t in enumerate(texts)]
 
 

@@ -40,22 +40,20 @@ func LocateFailed(message string) *Lines {
 	return &Lines{LocateError: message}
 }
 
-// recognise is document_reader.recognise: every line in one batch (float32(v)/255 as numpy divides), the text of
+// recognise is document_reader.recognise: every line in one batch (uint8, the integer graph's input), the text of
 // each from the model's labels, lengths and alphabet outputs exactly as its own "text" output joins them
 // (ml/ocr_extraction/model.py labels_to_text: label k is alphabet[k], -1 is padding).
 func (v *Verifier) recognise(lines [][]byte) ([]string, error) {
 	n := len(lines)
-	values := make([]float32, 0, n*LineHeight*LineWidth)
+	values := make([]byte, 0, n*LineHeight*LineWidth)
 	for _, line := range lines {
 		if len(line) != LineHeight*LineWidth {
 			return nil, fmt.Errorf("a located line has %d pixels, want %d x %d", len(line), LineHeight, LineWidth)
 		}
-		for _, p := range line {
-			values = append(values, float32(p)/255)
-		}
+		values = append(values, line...)
 	}
 	out, err := v.ocr.run("serving_default",
-		map[string]*tensor{"image": float32Tensor([]int64{int64(n), LineHeight, LineWidth, 1}, values)},
+		map[string]*tensor{"image": uint8Tensor([]int64{int64(n), LineHeight, LineWidth, 1}, values)},
 		"labels", "lengths", "alphabet")
 	if err != nil {
 		return nil, err
