@@ -19,13 +19,12 @@ integer.
 import argparse
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import sys
 import time
 
-from veid_ml import hashing, registry
+from veid_ml import determinism, hashing, registry
 from veid_ml.tools import add_command
 
 GOLDEN = registry.ML_DIR / "consensus_golden.json"
@@ -38,7 +37,7 @@ CONFIGURATIONS = {
     "native, 1 thread": ({}, 1, None),
     "native, 4 threads": ({}, 4, None),
     "native, oneDNN off": ({"TF_ENABLE_ONEDNN_OPTS": "0"}, 2, None),
-    "native, ISA pin removed": ({"ONEDNN_MAX_CPU_ISA": None}, 2, None),
+    "native, ISA pin removed": ({"ONEDNN_MAX_CPU_ISA": None, "DNNL_MAX_CPU_ISA": None}, 2, None),
     **{f"qemu-x86_64 -cpu {cpu}": ({}, 2, cpu) for cpu in QEMU_CPUS},
 }
 
@@ -99,7 +98,7 @@ def output_digests(threads: int) -> dict:
 def run_configuration(name: str, timeout: int = 1200) -> dict:
     """output_digests in a fresh process started in configuration `name`; raises with its stderr if it fails."""
     changes, threads, cpu = CONFIGURATIONS[name]
-    env = dict(os.environ)
+    env = determinism.pinned_environ()  # the validators' settings, then this configuration's changes
     for key, value in changes.items():
         if value is None:
             env.pop(key, None)
