@@ -116,16 +116,18 @@ def test_training_benchmark_compares_each_run_with_the_lock(monkeypatch, capsys)
     """`veid-ml bench training`'s helper: a run whose bytes equal the approved ones says so; a changed byte is named."""
     import shutil
 
-    from veid_ml import registry
+    from veid_ml import hashing, registry
     from veid_ml.tools import bench as benchmark
 
     spec = registry.get("ocr_extraction")
     tamper = {"on": False}
 
     def fake_run(spec_, profile, out_dir):  # stands in for the ~13-minute spec command: copies the approved files
-        for rel in ("metrics.json", f"{spec_.artifact}_frozen.pb"):
-            shutil.copy(spec_.weights_dir / rel, out_dir / rel)
-        shutil.copytree(spec_.weights_dir / spec_.artifact, out_dir / spec_.artifact)
+        for artifact in (spec_.artifact, hashing.float_artifact(spec_.artifact)):  # the graph and its float twin
+            if (spec_.weights_dir / artifact).is_dir():
+                shutil.copy(spec_.weights_dir / f"{artifact}_frozen.pb", out_dir / f"{artifact}_frozen.pb")
+                shutil.copytree(spec_.weights_dir / artifact, out_dir / artifact)
+        shutil.copy(spec_.weights_dir / "metrics.json", out_dir / "metrics.json")
         if tamper["on"]:
             with open(out_dir / f"{spec_.artifact}_frozen.pb", "ab") as f:
                 f.write(b"\0")
