@@ -7,7 +7,7 @@
 `outputs` runs in the configuration its process was started in (threads from --threads, oneDNN and the ISA pin from
 the environment, the CPU from whoever started it: qemu-x86_64 -cpu ...). It deliberately skips
 veid_ml.determinism.configure, which would pin all of that: the integer graphs must not need the pin. Inputs are fixed
-uint8 noise from one seed (the same bytes everywhere; the float twins get the same pixels / 255).
+uint8 pixels from one seed (the same bytes everywhere; the float twins get the same pixels / 255).
 
 `check` starts one `outputs` process per configuration (CONFIGURATIONS: 1, 2 and 4 intra-op threads, oneDNN off, the
 ISA pin removed, and, with --qemu, `qemu-x86_64 -cpu Haswell-v4` and `-cpu EPYC-Rome-v1`) and compares each integer
@@ -55,15 +55,24 @@ def graphs() -> list[tuple[str, str, bool]]:
     return found
 
 
+def _pixels(rng, shape, np):
+    """uint8 pixels of `shape` (..., H, W, C): 16 x 16 blocks of 60..200 plus +-12 noise. Not white noise, on which
+    every liveness output saturates at 0 and would hide a difference inside the graph."""
+    h, w = shape[-3], shape[-2]
+    coarse = rng.integers(60, 201, (*shape[:-3], -(-h // 16), -(-w // 16), shape[-1]))
+    coarse = np.repeat(np.repeat(coarse, 16, axis=-3), 16, axis=-2)[..., :h, :w, :]
+    return np.clip(coarse + rng.integers(-12, 13, shape), 0, 255).astype(np.uint8)
+
+
 def _inputs(signature, rng, tf, np):
-    """Fixed inputs for one signature: uint8 noise (a batch, or one 240 x 320 photo for the detector's
-    [H, W, 3] input); float32 inputs get the same kind of pixels / 255."""
+    """Fixed inputs for one signature: uint8 pixels (_pixels: a batch, or one 240 x 320 photo for the detector's
+    [H, W, 3] input); float32 inputs get the same pixels / 255."""
     inputs = {}
     for key, spec in sorted(signature.structured_input_signature[1].items()):
         shape = [int(d) if d is not None else BATCH for d in spec.shape]
         if spec.shape.rank == 3:  # a whole photo, any size
             shape = [240, 320, 3]
-        pixels = rng.integers(0, 256, shape, dtype=np.uint8)
+        pixels = _pixels(rng, shape, np)
         if spec.dtype == tf.uint8:
             inputs[key] = tf.constant(pixels)
         elif spec.dtype == tf.float32:
