@@ -32,13 +32,13 @@ def test_fit_line_keeps_aspect_and_rejects_bad_input():
         document_reader.read_document(np.zeros((10, 10), np.uint8), ocr_serving=None)
 
 
-def read_four_documents(model_dir) -> list[dict]:
-    """Run in a fresh process: read_document with the committed OCR model on four generated test documents."""
+def read_documents(model_dir) -> list[dict]:
+    """Run in a fresh process: read_document with the committed OCR model on twelve generated test documents."""
     from veid_ml import export
 
     serve = export.load_serving(model_dir)
     results = []
-    for index, layout in [(0, "TD1"), (1, "TD3"), (2, "TD1"), (3, "TD3")]:
+    for index, layout in [(i, ("TD1", "TD3")[i % 2]) for i in range(12)]:
         image, fields, _ = documents.document_sample(index, "test", 42, layout)
         doc = document_reader.read_document(image, serve)
         results.append({"valid": bool(doc["mrz"] and doc["mrz"]["valid"]), "exact": doc["mrz_lines"] == fields["mrz"],
@@ -47,7 +47,10 @@ def read_four_documents(model_dir) -> list[dict]:
 
 
 def test_reads_generated_documents():
-    results = run_in_fresh_process(read_four_documents, approved_model_dir("ocr_extraction"))
+    """Twelve, not four: one O/0 confusion decides a document, and a re-trained model misreads other ones (the
+    approved model reads 33 of the first 40 with valid check digits, and 4 of these 12 surnames exactly: its float
+    twin reads the same)."""
+    results = run_in_fresh_process(read_documents, approved_model_dir("ocr_extraction"))
     assert all(r["layout"] for r in results), results
-    assert sum(r["valid"] for r in results) >= 3, results
-    assert sum(r["surname"] for r in results) >= 2, results
+    assert sum(r["valid"] for r in results) >= 8, results
+    assert sum(r["surname"] for r in results) >= 3, results

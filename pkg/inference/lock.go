@@ -86,8 +86,14 @@ func isFile(path string) bool { // Path.is_file: follows symlinks, false on any 
 	return err == nil && st.Mode().IsRegular()
 }
 
+// floatArtifact is hashing.float_artifact: the float twin's name beside an integer graph (facial_model -> facial_float).
+func floatArtifact(artifact string) string {
+	return strings.TrimSuffix(artifact, "_model") + "_float"
+}
+
 // artifactPaths is hashing.artifact_paths: the SavedModel directory's files (Path.rglob: symlinked directories are
-// not entered, symlinked files count) and the frozen graph, as sorted slash-separated paths under weightsDir.
+// not entered, symlinked files count) and the frozen graph, of the artifact and of its float twin, as sorted
+// slash-separated paths under weightsDir.
 func artifactPaths(weightsDir, artifact string) ([]string, error) {
 	var files []string
 	var walk func(dir, rel string) error
@@ -108,14 +114,16 @@ func artifactPaths(weightsDir, artifact string) ([]string, error) {
 		}
 		return nil
 	}
-	savedModel := under(weightsDir, artifact)
-	if st, err := os.Stat(savedModel); err == nil && st.IsDir() {
-		if err := walk(savedModel, artifact); err != nil {
-			return nil, err
+	for _, name := range []string{artifact, floatArtifact(artifact)} { // the graph and, if any, its float twin
+		savedModel := under(weightsDir, name)
+		if st, err := os.Stat(savedModel); err == nil && st.IsDir() {
+			if err := walk(savedModel, name); err != nil {
+				return nil, err
+			}
 		}
-	}
-	if isFile(under(weightsDir, artifact+"_frozen.pb")) {
-		files = append(files, artifact+"_frozen.pb")
+		if isFile(under(weightsDir, name+"_frozen.pb")) {
+			files = append(files, name+"_frozen.pb")
+		}
 	}
 	sort.Strings(files) // byte order of UTF-8 = Python's code point order
 	return files, nil
