@@ -223,7 +223,7 @@ class _Compiler:
                             "scale": float(qt.scale)})
         return len(self.values) - 1
 
-    def requantized(self, name, step, index, acc, acc_scale, relu: bool, bits: int, fixed_scale=None) -> int:
+    def requantized(self, name, step, acc, acc_scale, relu: bool, bits: int, fixed_scale=None) -> int:
         """Finish a conv/depthwise/affine step: output scale from the real range of its exact int32 accumulator on
         the calibration batch (or fixed_scale), multipliers, and the clamped output."""
         acc_scale = np.broadcast_to(np.asarray(acc_scale, np.float64), acc.shape[-1:])
@@ -240,7 +240,7 @@ class _Compiler:
         worst = int(np.max(kernel_abs_sum.astype(np.int64) * bound + np.abs(bias.astype(np.int64))))
         if worst > INT32_LIMIT:
             raise ValueError(f"{name}: the int32 accumulator can reach {worst} > 2^31 - 1 with inputs up to {bound}; "
-                             "use fewer activation bits")
+                             "use fewer activation or weight bits")
 
     def weighted(self, name, kind, x: QTensor, index: int, kernel, bias, relu: bool, out_axis: int, bits: int,
                  fixed_scale=None, **params) -> int:
@@ -255,7 +255,7 @@ class _Compiler:
         self.check_overflow(name, abs_sum, x.bound, bias_q)
         step = Step(kind, [index], dict(kernel=kernel_q, bias=bias_q.astype(np.int32), **params))
         acc = _accumulate(self.tf, step, x.calib)
-        return self.requantized(name, step, index, acc, acc_scale, relu, bits, fixed_scale)
+        return self.requantized(name, step, acc, acc_scale, relu, bits, fixed_scale)
 
 
 def _is_relu(op) -> bool:
@@ -271,10 +271,11 @@ def compile_model(model, calibration: np.ndarray, input_scale: float = 1 / 255, 
     """Compile a single-input functional Keras model for uint8 input (real value = u * input_scale).
 
     calibration: uint8 images the output scales are calibrated on (training data). weight_bits: 8 (int8) or more
-    (int16 storage) per output channel. input_bits: the width of the
-    per-channel affine maps right after the input (Rescaling); output_bits: the last layer's; output_scale: fix the
-    last layer's scale instead of calibrating it (e.g. 2^-14 for an embedding in Q14). input_transform: an optional
-    (Step, QTensor-producing) prologue, e.g. integer per-image standardisation (see `standardize_step`).
+    (int16 storage) per output channel. input_bits: the width of the per-channel affine maps right after the input
+    (Rescaling); output_bits: the last layer's; output_scale: fix the last layer's scale instead of calibrating it
+    (e.g. 2^-14 for an embedding in Q14). input_transform: an optional prologue adding its own step, e.g. integer
+    per-image standardisation (`standardize_input`). Each layer is read through its first call, the model's own
+    graph (a sub-model built on the same tensors, like the facial task's head, adds calls but no other wiring).
     """
     import keras
     import tensorflow as tf
