@@ -108,6 +108,8 @@ def run_configuration(name: str, timeout: int = 1200) -> dict:
     """output_digests in a fresh process started in configuration `name`; raises with its stderr if it fails."""
     changes, threads, cpu = CONFIGURATIONS[name]
     env = determinism.pinned_environ()  # the validators' settings, then this configuration's changes
+    for key in ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # every pool at the thread count
+        env[key] = str(threads)
     for key, value in changes.items():
         if value is None:
             env.pop(key, None)
