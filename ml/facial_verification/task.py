@@ -123,10 +123,7 @@ def similarities(embeddings: np.ndarray, pairs: np.ndarray) -> np.ndarray:
 
 def integer_similarities(embeddings: np.ndarray, pairs: np.ndarray) -> np.ndarray:
     """veid_ml.scoring.similarity_bp of each pair of Q14 integer embeddings, / 10000."""
-    diff = embeddings[pairs[:, 0]].astype(np.int64) - embeddings[pairs[:, 1]].astype(np.int64)
-    sq = np.sum(diff * diff, axis=1)
-    one = scoring.EMBEDDING_ONE ** 2
-    return np.clip(scoring.BP - (2 * sq * scoring.BP + 2 * one) // (4 * one), 0, scoring.BP) / scoring.BP
+    return np.array([scoring.similarity_bp(embeddings[a], embeddings[b]) for a, b in pairs]) / scoring.BP
 
 
 def embed_numpy(embedder, images: np.ndarray, batch: int = 64) -> np.ndarray:
@@ -292,7 +289,7 @@ def evaluate(serving: dict, cfg: dict, data_dir) -> training.Evaluation:
     pairs, genuine, lookalike = test_pairs(cfg["lookalike_fraction"])
     from veid_ml import export
 
-    integer = export.input_dtype(serving["embed"], "image") == tf.uint8  # the consensus graph
+    integer = export.is_integer_graph(serving["embed"])  # the consensus graph, or the float twin
     x = x_test if integer else x_test.astype(np.float32) / np.float32(255)
     embeddings = np.concatenate([serving["embed"](image=tf.constant(x[i:i + 64]))["embedding"].numpy()
                                  for i in range(0, len(x), 64)])

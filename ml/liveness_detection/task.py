@@ -122,7 +122,9 @@ def score(serving, images, batch: int = 256) -> tuple[np.ndarray, np.float32]:
     float64 / 10000 (order-preserving, so comparisons are the graph's own), or the float twin's probabilities."""
     import tensorflow as tf
 
-    integer = is_integer(serving)
+    from veid_ml import export
+
+    integer = export.is_integer_graph(serving)
     probs, threshold = [], None
     for start in range(0, len(images), batch):
         chunk = images[start:start + batch]
@@ -135,15 +137,6 @@ def score(serving, images, batch: int = 256) -> tuple[np.ndarray, np.float32]:
             probs.append(out["probability_bona_fide"].numpy())
             threshold = np.float32(out["threshold"].numpy())
     return np.concatenate(probs), threshold
-
-
-def is_integer(serving) -> bool:
-    """Whether a signature is the integer consensus graph (uint8 input) rather than the float twin."""
-    import tensorflow as tf
-
-    from veid_ml import export
-
-    return export.input_dtype(serving, "image") == tf.uint8
 
 
 def finish(learner: training.Learner, cfg: dict, data: dict, data_dir) -> training.Trained:
@@ -185,7 +178,7 @@ def finish(learner: training.Learner, cfg: dict, data: dict, data_dir) -> traini
 def evaluate(serving, cfg: dict, data_dir) -> training.Evaluation:
     import tensorflow as tf
 
-    from veid_ml import metrics
+    from veid_ml import export, metrics
 
     images, live, species = load_split("test", cfg, data_dir)
     prob, threshold = score(serving["serving_default"], images)
@@ -198,5 +191,6 @@ def evaluate(serving, cfg: dict, data_dir) -> training.Evaluation:
     result = {**spec, "apcer": apcer, "apcer_max": apcer_max, "bpcer": bpcer, "acer": (apcer_max + bpcer) / 2,
               "eer": eer, "bpcer_at_apcer_1pct": float(np.mean(prob[live == 1] < strict))}
     info = {"test_set": split_summary(images, live, species)}
-    first = tf.constant(images[:1] if is_integer(serving["serving_default"]) else images[:1].astype(np.float32) / 255.0)
+    integer = export.is_integer_graph(serving["serving_default"])
+    first = tf.constant(images[:1] if integer else images[:1].astype(np.float32) / 255.0)
     return training.Evaluation(result, {"image": first}, (live, prob, "liveness (test)"), info)

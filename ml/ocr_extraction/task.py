@@ -66,17 +66,10 @@ def as_input(images: np.ndarray, integer: bool = True) -> np.ndarray:
     return images[..., None] if integer else (images.astype(np.float32) / 255.0)[..., None]
 
 
-def is_integer(serving) -> bool:
-    """Whether a signature is the integer consensus graph (uint8 input) rather than the float twin."""
-    import tensorflow as tf
-
+def recognise(serving, images: np.ndarray, batch: int = 256) -> list[str]:
     from veid_ml import export
 
-    return export.input_dtype(serving, "image") == tf.uint8
-
-
-def recognise(serving, images: np.ndarray, batch: int = 256) -> list[str]:
-    texts, integer = [], is_integer(serving)
+    texts, integer = [], export.is_integer_graph(serving)
     for start in range(0, len(images), batch):
         out = serving(image=as_input(images[start: start + batch], integer))
         texts += [t.decode("utf-8") for t in out["text"].numpy()]
@@ -214,6 +207,8 @@ def mrz_groups(n: int, seed: int, split: str = "test") -> tuple[np.ndarray, list
 
 
 def evaluate(serving, cfg: dict, data_dir):
+    from veid_ml import export
+
     serve = serving["serving_default"]
     images, texts, kinds = line_data("test", cfg["test_lines"], cfg, data_dir)
     predictions = recognise(serve, images)
@@ -234,8 +229,8 @@ def evaluate(serving, cfg: dict, data_dir):
         metrics["mrz_document_exact_match"] = float(np.mean([t == p for t, p in results]))
         metrics["mrz_document_checks_valid"] = float(np.mean([_valid(p) for _, p in results]))
         info["test_set"]["mrz_documents"] = len(groups)
-    return training.Evaluation(metrics=metrics, latency_inputs={"image": as_input(images[:1], is_integer(serve))},
-                               info=info)
+    first = as_input(images[:1], export.is_integer_graph(serve))
+    return training.Evaluation(metrics=metrics, latency_inputs={"image": first}, info=info)
 
 
 def _valid(lines: list[str]) -> bool:

@@ -102,9 +102,11 @@ def load_serving(saved_model_dir: Path, key: str = SERVING_KEY):
     return signatures[key]
 
 
-def input_dtype(signature, name: str):
-    """The dtype of a signature's named input, for a loaded signature or a tf.function with an input_signature:
-    tf.uint8 for the integer consensus graphs (veid_ml.integer), tf.float32 for their float twins."""
+def is_integer_graph(signature, name: str = "image") -> bool:
+    """Whether a signature (loaded, or a tf.function with an input_signature) is an integer consensus graph
+    (veid_ml.integer: its input `name` is uint8) rather than a float twin (float32)."""
     if hasattr(signature, "structured_input_signature"):
-        return signature.structured_input_signature[1][name].dtype
-    return next(spec for spec in signature.input_signature if spec.name == name).dtype
+        dtype = signature.structured_input_signature[1][name].dtype
+    else:
+        dtype = next(spec for spec in signature.input_signature if spec.name == name).dtype
+    return dtype == tf.uint8

@@ -228,9 +228,7 @@ class _Compiler:
         the calibration batch (or fixed_scale), multipliers, and the clamped output."""
         acc_scale = np.broadcast_to(np.asarray(acc_scale, np.float64), acc.shape[-1:])
         real = acc.numpy().astype(np.float64) * acc_scale
-        peak = float(np.max(real)) if relu else float(np.max(np.abs(real)))
-        qmax = (1 << bits) - 1 if relu else (1 << (bits - 1)) - 1
-        scale = fixed_scale if fixed_scale is not None else (peak / qmax if peak > 0 else float(np.max(acc_scale)))
+        scale, qmax = _output_scale(real, relu, bits, fixed_scale, float(np.max(acc_scale)))
         m, shift = requant_params(acc_scale / scale)
         step.params.update(m=m, shift=shift, lo=0 if relu else -qmax, hi=qmax)
         out = _requantize(self.tf, acc, m, shift, step.params["lo"], qmax)
@@ -256,6 +254,16 @@ class _Compiler:
         step = Step(kind, [index], dict(kernel=kernel_q, bias=bias_q.astype(np.int32), **params))
         acc = _accumulate(self.tf, step, x.calib)
         return self.requantized(name, step, acc, acc_scale, relu, bits, fixed_scale)
+
+
+def _output_scale(real: np.ndarray, relu: bool, bits: int, fixed_scale, fallback: float) -> tuple[float, int]:
+    """(scale, qmax) of an op's output: its calibrated real peak over the `bits`-bit range (unsigned after a ReLU),
+    or fixed_scale; `fallback` when the calibration batch gives only zeros."""
+    qmax = (1 << bits) - 1 if relu else (1 << (bits - 1)) - 1
+    if fixed_scale is not None:
+        return fixed_scale, qmax
+    peak = float(np.max(real)) if relu else float(np.max(np.abs(real)))
+    return (peak / qmax if peak > 0 else fallback), qmax
 
 
 def _is_relu(op) -> bool:
@@ -392,9 +400,7 @@ def compile_model(model, calibration: np.ndarray, input_scale: float = 1 / 255, 
             shape = [max(p, q) for p, q in zip(a.calib.shape[1:], b.calib.shape[1:])]
             real = (_pad_to(tf, a.calib, shape).numpy().astype(np.float64) * a.scale
                     + _pad_to(tf, b.calib, shape).numpy().astype(np.float64) * b.scale)
-            peak = float(np.max(real)) if relu else float(np.max(np.abs(real)))
-            qmax = (1 << bits) - 1 if relu else (1 << (bits - 1)) - 1
-            scale = fixed if fixed is not None else (peak / qmax if peak > 0 else max(a.scale, b.scale))
+            scale, qmax = _output_scale(real, relu, bits, fixed, max(a.scale, b.scale))
             m, shift = requant_params(np.array([a.scale / scale, b.scale / scale]))
             if max(a.bound, b.bound) >= 2**31:
                 raise ValueError(f"{name}: operand bound exceeds int32")

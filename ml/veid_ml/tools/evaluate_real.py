@@ -49,7 +49,7 @@ def cmd_facial(args) -> int:
               file=sys.stderr)
         return 2
     crops, found = crop_largest_faces(photos, FACE_CHIP)
-    integer = export.input_dtype(embed, "image") == tf.uint8  # the consensus graph, or a float twin (--model)
+    integer = export.is_integer_graph(embed)  # the consensus graph, or a float twin (--model)
     x = crops if integer else crops.astype(np.float32) / np.float32(255)
     emb = np.concatenate([embed(image=tf.constant(x[i:i + 64]))["embedding"].numpy() for i in range(0, len(x), 64)])
     emb = emb.astype(np.int64) if integer else scoring.quantise_embedding(emb)
@@ -126,14 +126,12 @@ def cmd_liveness(args) -> int:
     import numpy as np
     import tensorflow as tf
 
-    from veid_ml import images
+    from veid_ml import export, images
     from veid_ml.api import LIVENESS_CHIP, crop_largest_faces
 
     size = serve.structured_input_signature[1]["image"].shape[1]
     crops, found = crop_largest_faces([images.load_rgb(f) for f in files], LIVENESS_CHIP)
-    from veid_ml import export
-
-    if export.input_dtype(serve, "image") == tf.uint8:  # the consensus graph: basis points
+    if export.is_integer_graph(serve):  # the consensus graph: basis points
         out = serve(image=tf.constant(crops))
         prob, threshold = out["probability_bona_fide_bp"].numpy() / 10000.0, int(out["threshold_bp"].numpy()) / 10000.0
     else:  # a float twin (--model)
