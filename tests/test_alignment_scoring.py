@@ -18,7 +18,10 @@ def test_landmarks_are_rounded_to_sixteenths_and_each_pair_ordered_left_first():
     points = alignment.landmarks_q4(np.float32([[40.03125, 10.0], [20.5, 11.0], [30, 20], [35, 30], [25, 31]]))
     # 40.03125 * 16 = 640.5 -> 640 (half to even); eyes and mouth corners swapped to image-left first
     assert points.tolist() == [[328, 176], [640, 160], [480, 320], [400, 496], [560, 480]]
-    assert alignment.eyes_q4(np.float32([[40.03125, 10.0], [20.5, 11.0]])).tolist() == [[328, 176], [640, 160]]
+    assert alignment.landmarks_q4(np.float32([[40.03125, 10.0], [20.5, 11.0]])).tolist() == [[328, 176], [640, 160]]
+    # the integer detector's own 1/16 px output: only ordered (ties keep the detector's order)
+    assert alignment.ordered_q4(np.array([[640, 160], [328, 176], [1, 2], [9, 9], [9, 1]])).tolist() == [
+        [328, 176], [640, 160], [1, 2], [9, 9], [9, 1]]
 
 
 def test_five_point_fit_is_exact_for_a_similar_face_and_least_squares_otherwise():

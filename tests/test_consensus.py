@@ -33,8 +33,8 @@ def _graph_defs(weights_dir, artifact):
     return {f"{artifact}_frozen.pb": frozen, f"{artifact}/saved_model.pb": saved.meta_graphs[0].graph_def}, saved
 
 
-def test_the_liveness_and_facial_models_are_integer():
-    assert {"liveness_detection", "facial_verification"} <= set(INTEGER_MODELS)
+def test_every_governed_model_is_integer():
+    assert set(INTEGER_MODELS) == set(registry.MODELS)
 
 
 @pytest.mark.parametrize("name", INTEGER_MODELS)

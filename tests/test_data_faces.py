@@ -162,9 +162,9 @@ def eyes_found_in_face_views() -> dict:
         params = faces.identity_params("val", i)
         view = faces.random_view(sample_rng("face_view", "val", i * 1000, 42))
         for kind, v in (("aligned", faces.aligned_view(params, view)), ("raw", view)):
-            marks = detect(image=faces.render_face(params, v, size))["landmarks"].numpy()
+            marks = detect(image=faces.render_face(params, v, size))["landmarks_q4"].numpy()  # 1/16 px
             if len(marks):
-                found[kind].append(alignment.eyes_q4(marks[0]) / 16 / size)
+                found[kind].append(alignment.ordered_q4(marks[0, :2]) / 16 / size)
     return found
 
 

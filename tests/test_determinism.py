@@ -92,6 +92,17 @@ def test_non_x86_cpu_is_refused(monkeypatch):
         determinism.check_cpu()
 
 
+def test_inference_configuration_accepts_any_cpu(monkeypatch):
+    # integer consensus graphs give the same bytes on every CPU: only training (reexec=True) checks the CPU
+    monkeypatch.setattr(determinism.platform, "machine", lambda: "aarch64")
+    monkeypatch.setattr(determinism, "cpu_flags", lambda: {"neon"})
+    monkeypatch.setattr(determinism, "_env_is_pinned", lambda env: True)
+    monkeypatch.setattr(determinism, "_configure_tensorflow", lambda tf: None)  # this process's TF is set up already
+    determinism.configure(reexec=False)
+    with pytest.raises(determinism.DeterminismError, match="x86-64"):
+        determinism.configure(reexec=True)
+
+
 def test_pinned_environ_overrides_everything_hostile():
     env = determinism.pinned_environ(HOSTILE_ENV)
     for key, value in determinism.FORCED_ENV.items():

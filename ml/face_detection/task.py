@@ -2,9 +2,12 @@
 
 Spec command: `cd ml/face_detection && python train.py --seed 42 --export-format savedmodel`. The trainer's loop runs
 zero epochs (CONFIG["epochs"] = 0: build's train step is never called); finish() chooses the score threshold on
-synthetic VALIDATION images and builds the in-graph detector (model.make_serving); evaluate() measures the exported
-SavedModel on a held-out synthetic TEST split. The weight files are read from the installed wheel and named, with
-their sha256, licence and source, in metrics.json's initial_weights and in the provenance.
+synthetic VALIDATION images and builds the in-graph detector (model.make_serving, the float twin); then compiles the
+networks to integers, calibrated on TRAINING-split images (calibration_inputs), and chooses the consensus graph's own
+threshold in basis points by the same rule on its validation scores (model.make_integer_serving, the governed
+artifact); evaluate() measures an exported SavedModel (both, in turn) on a held-out synthetic TEST split. The weight
+files are read from the installed wheel and named, with their sha256, licence and source, in metrics.json's
+initial_weights and in the provenance.
 
 Data (scenes.py): selfies (a face render in its room, 640 x 480 or 480 x 640, the face box 10-70% of the shorter
 side), photographed ID documents (TD1 cards and TD3 passport pages: the holder photo; a TD3 page's ghost image is a
@@ -63,9 +66,15 @@ CONFIG = {
     "test_selfies": 600,  # recall to +-1.5% and per face-size bin to a few %
     "test_documents": 200,  # holder portraits: recall and landmark error on the document photo
     "test_empty": 200,  # false detections where there is no face
+    # the consensus graph's calibration (training split, never evaluated): P-Net on whole canvases of landscape
+    # selfies, R/O-Net on crops around the faces (jittered like P/R-Net proposals) and anywhere in the image
+    "calibration_selfies": 24,
+    "calibration_documents": 8,
+    "calibration_empty": 8,
+    "calibration_boxes": 4,  # jittered boxes per face, and as many random boxes per image
 }
 QUICK = {"val_selfies": 12, "val_documents": 4, "val_empty": 4, "test_selfies": 12, "test_documents": 4,
-         "test_empty": 4}
+         "test_empty": 4, "calibration_selfies": 8, "calibration_documents": 2, "calibration_empty": 2}
 EPOCH_STREAM = "face_detection_epoch"
 KINDS = ("selfie", "document", "empty")
 SIZE_BINS = (0.1, 0.15, 0.25, 0.4, 0.7)  # selfie recall by face box height / shorter image side
@@ -123,13 +132,18 @@ def networks(detector) -> dict:
 
 
 def run(serve, images) -> list[dict]:
-    """The signature on each image: {"boxes", "landmarks", "scores"} as NumPy arrays."""
+    """The signature on each image: {"boxes", "landmarks", "scores"} as NumPy arrays in pixels and probabilities
+    (the consensus graph's 1/16 px and basis points divided out, so both graphs are scored alike)."""
     import tensorflow as tf
 
     out = []
     for image in images:
         result = serve(image=tf.constant(image))
-        out.append({k: result[k].numpy() for k in ("boxes", "landmarks", "scores")})
+        if "scores_bp" in result:  # the integer consensus graph
+            out.append({"boxes": result["boxes_q4"].numpy() / 16.0, "landmarks": result["landmarks_q4"].numpy() / 16.0,
+                        "scores": result["scores_bp"].numpy() / 10000.0})
+        else:
+            out.append({k: result[k].numpy() for k in ("boxes", "landmarks", "scores")})
     return out
 
 
@@ -190,6 +204,45 @@ def choose_threshold(scored: dict, floor: float, max_false_per_image: float) -> 
     if allowed < len(false):  # just above the highest false detection that must go
         threshold = max(threshold, np.nextafter(false[allowed], np.float32(np.inf)))
     return np.float32(threshold)
+
+
+def choose_threshold_bp(scored: dict, floor_bp: int, max_false_per_image: float) -> int:
+    """choose_threshold for the consensus graph's basis-point scores: the lowest bp >= floor_bp with at most
+    max_false_per_image false detections per validation image."""
+    rows = [row for kind in KINDS for row in scored[kind]]
+    false = np.sort(np.rint(np.concatenate([row["scores"][row["status"] == 0] for row in rows]) * 10000))[::-1]
+    allowed = int(np.floor(max_false_per_image * len(rows)))
+    return int(max(floor_bp, false[allowed] + 1)) if allowed < len(false) else int(floor_bp)
+
+
+def calibration_inputs(stages, split: dict, cfg: dict) -> tuple:
+    """(P-Net canvases, R-Net crops, O-Net crops) of training-split images as the consensus graph computes them."""
+    import tensorflow as tf
+
+    from face_detection.model import CROP_SIZES, Q4
+
+    rng = np.random.default_rng(cfg["seed"])
+    items = [item for kind in KINDS for item in split[kind]]
+    canvases = [stages.canvas(tf.constant(image, tf.int32))[0].numpy() for image, *_ in split["selfie"]]
+    common = np.min([c.shape[1:3] for c in canvases], axis=0)  # portrait and landscape canvases: their shared part
+    pnet = np.concatenate([c[:, :common[0], :common[1]] for c in canvases])
+    crops = {"rnet": [], "onet": []}
+    k = cfg["calibration_boxes"]
+    for image, _, boxes, _ in items:
+        height, width = image.shape[:2]
+        found = []
+        for x0, y0, x1, y1 in boxes:
+            side = max(x1 - x0, y1 - y0) * rng.uniform(0.8, 1.25, k)
+            cx = (x0 + x1) / 2 + rng.uniform(-0.15, 0.15, k) * side
+            cy = (y0 + y1) / 2 + rng.uniform(-0.15, 0.15, k) * side
+            found.append(np.stack([cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2], 1))
+        side = rng.uniform(0.1, 0.6, k) * min(height, width)
+        x0, y0 = rng.uniform(0, 1, k) * (width - side), rng.uniform(0, 1, k) * (height - side)
+        found.append(np.stack([x0, y0, x0 + side, y0 + side], 1))
+        q4 = np.rint(np.concatenate(found) * Q4).astype(np.int64)
+        for net in crops:
+            crops[net].append(stages.crops(tf.constant(image, tf.int32), q4, CROP_SIZES[net]).numpy())
+    return pnet, np.concatenate(crops["rnet"]), np.concatenate(crops["onet"])
 
 
 def at_threshold(scored: dict, threshold: float) -> dict:
@@ -276,22 +329,40 @@ def pretrained_weights() -> list[dict]:
 
 
 def finish(learner: training.Learner, cfg: dict, data: dict, data_dir) -> training.Trained:
-    """The threshold from validation detections at threshold_floor, then the serving function with it."""
-    from face_detection.model import make_serving
+    """The threshold from validation detections at threshold_floor, then the serving function with it; the same for
+    the consensus graph (the integer cascade, calibrated on training-split images), on its own scores."""
+    from face_detection import model, scenes
 
     nets, params = networks(learner.model), detector_params(cfg)
-    scored = score_split(data["val"], run_split(make_serving(nets, params, cfg["threshold_floor"]), data["val"]),
-                         cfg["iou"])
+    scored = score_split(data["val"], run_split(model.make_serving(nets, params, cfg["threshold_floor"]),
+                                                data["val"]), cfg["iou"])
     threshold = choose_threshold(scored, cfg["threshold_floor"], cfg["val_max_false_per_image"])
     val = at_threshold(scored, threshold)
+
+    calibration = scenes.dataset("train", cfg["calibration_selfies"], cfg["calibration_documents"],
+                                 cfg["calibration_empty"], seed=cfg["seed"])
+    stages = model.IntegerStages(params)
+    programs = model.compile_networks(nets, *calibration_inputs(stages, calibration, cfg))
+    floor_bp = int(round(cfg["threshold_floor"] * 10000))
+    int_scored = score_split(data["val"], run_split(model.make_integer_serving(programs, params, floor_bp),
+                                                    data["val"]), cfg["iou"])
+    threshold_bp = choose_threshold_bp(int_scored, floor_bp, cfg["val_max_false_per_image"])
+    integer_info = {"activation_bits": model.INTEGER_BITS, "weight_bits": model.WEIGHT_BITS,
+                    "head_scale": model.HEAD_SCALE, "threshold_bp": threshold_bp,
+                    "calibration": split_summary(calibration),
+                    "layers": {name: program.report for name, program in programs.items()}}
+
     dataset = {"source": "synthetic", "train": {"images": 0, "note": "nothing is trained: the weights are ported"},
                "val": split_summary(data["val"])}
     info = {"threshold": float(threshold),
             "threshold_rule": f"lowest O-Net score >= {cfg['threshold_floor']} with at most "
                               f"{cfg['val_max_false_per_image']} false detections per validation image",
             "validation": {kind: summary(val[kind], kind == "selfie") for kind in KINDS}}
-    return training.Trained(learner.model, {"serving_default": make_serving(nets, params, float(threshold))},
-                            dataset, info, pretrained=pretrained_weights())
+    return training.Trained(learner.model, {"serving_default": model.make_serving(nets, params, float(threshold))},
+                            dataset, info, pretrained=pretrained_weights(),
+                            integer_signatures={"serving_default": model.make_integer_serving(programs, params,
+                                                                                              threshold_bp)},
+                            integer_info=integer_info)
 
 
 def evaluate(serving, cfg: dict, data_dir) -> training.Evaluation:

@@ -7,9 +7,9 @@ liveness model learned from. The crop is the least-squares similarity warp (rota
 moves the photo's landmarks onto the chip's. Everything after the detector is integer arithmetic, so Python and Go
 (and any CPU) cut the same crop bytes from the same pixels and landmarks:
 
-1. Landmarks: the detector's five float32 (x, y) points, pixel centres at integers, rounded half-to-even to 1/16 px
-   (Q4 integers), in the order image-left eye, image-right eye, nose tip, image-left mouth corner, image-right mouth
-   corner: each pair is ordered by x (on a tie, the detector's order).
+1. Landmarks: the detector's five (x, y) points in 1/16 px (Q4 integers; float landmarks are rounded half-to-even
+   to them), pixel centres at half a pixel, in the order image-left eye, image-right eye, nose tip, image-left mouth
+   corner, image-right mouth corner: each pair is ordered by x (on a tie, the detector's order).
 2. Fit: the chip's points c_i = chip.points_bp[i] * size * 16 // 10000 (Q4) and the photo's p_i, i < n =
    len(chip.points_bp). With the sums C = sum c_i, P = sum p_i and the centred, n-scaled points c'_i = n c_i - C,
    p'_i = n p_i - P, the least-squares map from crop to photo is s = P/n + a (o - C/n) with the complex ratio
@@ -57,18 +57,18 @@ MIN_EYE_DISTANCE_Q4 = 10 * 16
 
 
 def landmarks_q4(landmarks: np.ndarray) -> np.ndarray:
-    """int64 (n, 2), n = 2 or 5: the detector's landmarks rounded half-to-even to 1/16 px, the eyes (and the mouth
-    corners) ordered by x (step 1)."""
-    points = np.rint(np.asarray(landmarks, np.float32).astype(np.float64) * 16).astype(np.int64)
+    """int64 (n, 2), n = 2 or 5: float landmarks (px) rounded half-to-even to 1/16 px, then ordered (ordered_q4)."""
+    return ordered_q4(np.rint(np.asarray(landmarks, np.float32).astype(np.float64) * 16).astype(np.int64))
+
+
+def ordered_q4(points: np.ndarray) -> np.ndarray:
+    """int64 (n, 2), n = 2 or 5: landmarks in 1/16 px (the detector's own output), the eyes (and the mouth corners)
+    ordered by x, on a tie in the detector's order (step 1)."""
+    points = np.array(points, np.int64)
     for i in (0, 3) if len(points) >= 5 else (0,):
         if points[i + 1, 0] < points[i, 0]:
             points[[i, i + 1]] = points[[i + 1, i]]
     return points
-
-
-def eyes_q4(landmarks: np.ndarray) -> np.ndarray:
-    """int64 (2, 2): the two eyes of landmarks_q4, left eye first."""
-    return landmarks_q4(np.asarray(landmarks)[:2])
 
 
 def chip_q4(chip: Chip) -> np.ndarray:

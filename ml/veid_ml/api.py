@@ -16,9 +16,9 @@ The pipeline (each stage timed in `Verifier.timings` after a call):
   (facial_verification's `embed` on dlib's 150 px five-point chips of the selfie and of the document's largest
   face, in one batch) -> locate (document_reader: card, MRZ and field lines) -> recognise (ocr_extraction) -> parse
   (MRZ, check digits, expiry; veid_ml.scoring).
-The liveness and facial models are integer consensus graphs (veid_ml.integer: uint8 crops in, basis points and Q14
-embeddings out, the same bytes on every CPU); the detector's and the OCR's float outputs become integers once
-(veid_ml.scoring). The score and decision are integer arithmetic on those.
+All four models are integer consensus graphs (veid_ml.integer: uint8 images in; boxes and landmarks in 1/16 px,
+basis points, Q14 embeddings and OCR labels out; the same bytes on every CPU). The score and decision are integer
+arithmetic on those (veid_ml.scoring).
 The Go package pkg/inference computes the same result from the same PNG inputs (tests/test_go_inference.py).
 """
 
@@ -254,12 +254,12 @@ class Verifier:
 
 
 def detected_faces(out: dict) -> list[dict]:
-    """The face_detection signature's outputs as faces, largest first: {"box": [x0, y0, x1, y1] int, "points": int64
-    (5, 2) landmarks in 1/16 px (alignment.landmarks_q4), "score": bp}. Box corners are rounded half to even; equal
-    areas keep the detector's order."""
-    boxes, marks, scores = (out[k].numpy() for k in ("boxes", "landmarks", "scores"))
-    found = [{"box": [int(v) for v in np.rint(boxes[i].astype(np.float64))], "points": alignment.landmarks_q4(marks[i]),
-              "score": scoring.basis_points(scores[i])} for i in range(len(scores))]
+    """The face_detection consensus graph's outputs as faces, largest first: {"box": [x0, y0, x1, y1] int px,
+    "points": int64 (5, 2) landmarks in 1/16 px (alignment.ordered_q4), "score": bp}. Box corners (1/16 px) are
+    rounded to whole pixels half to even; equal areas keep the detector's order."""
+    boxes, marks, scores = (out[k].numpy() for k in ("boxes_q4", "landmarks_q4", "scores_bp"))
+    found = [{"box": [int(v) for v in np.rint(boxes[i].astype(np.float64) / 16)],
+              "points": alignment.ordered_q4(marks[i]), "score": int(scores[i])} for i in range(len(scores))]
     return sorted(found, key=lambda f: -(f["box"][2] - f["box"][0]) * (f["box"][3] - f["box"][1]))
 
 

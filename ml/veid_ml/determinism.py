@@ -124,10 +124,13 @@ def configure(seed: int = DEFAULT_SEED, reexec: bool = True) -> dict:
     """Pin everything that affects model bytes; returns the settings for metrics.json's "determinism".
 
     With reexec=True (train scripts), a process whose environment differs is replaced by a fresh interpreter with the
-    pinned environment, because PYTHONHASHSEED and some TF/oneDNN variables are only read at start-up. Inference
-    entries pass reexec=False: they pin what can still be pinned and refuse if TensorFlow was imported too early.
+    pinned environment, because PYTHONHASHSEED and some TF/oneDNN variables are only read at start-up, and a CPU that
+    cannot run the pinned float kernels is refused (check_cpu). Inference entries pass reexec=False: they pin what can
+    still be pinned and refuse if TensorFlow was imported too early, on any CPU: the approved models are integer
+    consensus graphs, whose output bytes do not depend on the CPU's kernels.
     """
-    check_cpu()
+    if reexec:
+        check_cpu()
     if not _env_is_pinned(os.environ):
         if "tensorflow" in sys.modules:
             raise DeterminismError(

@@ -17,6 +17,7 @@ The arithmetic (every constant is computed once, here, from the float weights an
   * requantization: out = clamp(floor((acc * m + 2^(n-1)) / 2^n)) in int64 -- the real multiplier s_acc / s_out as an
     integer m < 2^31 and one shift n per layer, ROUNDED HALF UP; clamp to the activation range (8 bits by default:
     -127..127, or 0..255 when a ReLU follows, which is then just this clamp);
+  * PReLU after a Conv2D or Dense: a second per-channel multiplier, the slope times m, for negative accumulators;
   * Add (and dlib's add_prev, zero-padding the smaller tensor): both operands requantized to the sum's scale in one
     int64 expression; MaxPooling2D on int32; average pools as exact window sums whose scale is divided by the area.
 Output scales come from the calibration batch run through the integer graph itself, layer by layer: the int32
@@ -52,7 +53,7 @@ class Step:
 
 def requant_params(multipliers: np.ndarray) -> tuple[np.ndarray, int]:
     """Integer multipliers m (int64, each < 2^31) and one shift n with m / 2^n ~ the real multipliers (float64)."""
-    largest = float(np.max(multipliers))
+    largest = float(np.max(np.abs(multipliers)))  # PReLU's negative-side multipliers may be negative
     if not largest > 0 or not math.isfinite(largest):
         raise ValueError(f"requantization multiplier {largest} is not a positive number")
     shift = min(62, math.floor(math.log2(INT32_LIMIT / largest)))
@@ -85,8 +86,12 @@ def _same_pads(size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[
 
 # --- the ops, as TF code: the same functions compute the calibration batch and the exported graph -------------------
 
-def _requantize(tf, acc, m, shift: int, lo: int, hi: int):
-    x = tf.cast(acc, tf.int64) * tf.constant(m, tf.int64)
+def _requantize(tf, acc, m, shift: int, lo: int, hi: int, m_neg=None):
+    acc = tf.cast(acc, tf.int64)
+    if m_neg is None:
+        x = acc * tf.constant(m, tf.int64)
+    else:  # a PReLU after the layer: negative accumulators take the slope-scaled multiplier of their channel
+        x = acc * tf.where(acc >= 0, tf.constant(m, tf.int64), tf.constant(m_neg, tf.int64))
     x = tf.bitwise.right_shift(x + (1 << (shift - 1)), tf.constant(shift, tf.int64))  # arithmetic: floor
     return tf.cast(tf.clip_by_value(x, lo, hi), tf.int32)
 
@@ -124,7 +129,7 @@ def run(tf, step: Step, *xs):
     """The int32 output of one step."""
     p = step.params
     if step.kind in ("conv", "depthwise", "affine"):
-        return _requantize(tf, _accumulate(tf, step, xs[0]), p["m"], p["shift"], p["lo"], p["hi"])
+        return _requantize(tf, _accumulate(tf, step, xs[0]), p["m"], p["shift"], p["lo"], p["hi"], p.get("m_neg"))
     if step.kind == "add":  # both operands to the sum's scale in one rounding
         a, b = (_pad_to(tf, x, p["shape"]) for x in xs)
         total = tf.cast(a, tf.int64) * p["m"][0] + tf.cast(b, tf.int64) * p["m"][1] + (1 << (p["shift"] - 1))
@@ -207,8 +212,8 @@ class Program:
 
 class _Compiler:
     def __init__(self, tf, activation_bits: int, input_bits: int, output_bits: int, output_scale: float | None,
-                 weight_bits: int = 8):
-        self.tf, self.weight_bits = tf, weight_bits
+                 weight_bits: int = 8, fit_weight_bits: bool = False):
+        self.tf, self.weight_bits, self.fit_weight_bits = tf, weight_bits, fit_weight_bits
         self.activation_bits, self.input_bits, self.output_bits = activation_bits, input_bits, output_bits
         self.output_scale = output_scale
         self.values: list[QTensor] = []
@@ -221,17 +226,29 @@ class _Compiler:
         bits = int(qt.bound).bit_length() + 1
         self.report.append({"layer": name, "op": step.kind, "bits": bits, "bound": int(qt.bound),
                             "scale": float(qt.scale)})
+        if "weight_bits" in step.params:
+            self.report[-1]["weight_bits"] = step.params["weight_bits"]
         return len(self.values) - 1
 
-    def requantized(self, name, step, acc, acc_scale, relu: bool, bits: int, fixed_scale=None) -> int:
+    def requantized(self, name, step, acc, acc_scale, relu: bool, bits: int, fixed_scale=None, alpha=None) -> int:
         """Finish a conv/depthwise/affine step: output scale from the real range of its exact int32 accumulator on
-        the calibration batch (or fixed_scale), multipliers, and the clamped output."""
+        the calibration batch (or fixed_scale), multipliers, and the clamped output. alpha: the per-channel slopes
+        of a PReLU after the layer (float32, folded into the multipliers of negative accumulators)."""
         acc_scale = np.broadcast_to(np.asarray(acc_scale, np.float64), acc.shape[-1:])
         real = acc.numpy().astype(np.float64) * acc_scale
+        if alpha is not None:
+            alpha = np.broadcast_to(np.asarray(alpha, np.float32).astype(np.float64), acc.shape[-1:])
+            real = np.where(real >= 0, real, real * alpha)
         scale, qmax = _output_scale(real, relu, bits, fixed_scale, float(np.max(acc_scale)))
-        m, shift = requant_params(acc_scale / scale)
+        if alpha is None:
+            m, shift = requant_params(acc_scale / scale)
+            m_neg = None
+        else:
+            both, shift = requant_params(np.concatenate([acc_scale / scale, acc_scale * alpha / scale]))
+            m, m_neg = both[:len(acc_scale)], both[len(acc_scale):]
+            step.params.update(m_neg=m_neg)
         step.params.update(m=m, shift=shift, lo=0 if relu else -qmax, hi=qmax)
-        out = _requantize(self.tf, acc, m, shift, step.params["lo"], qmax)
+        out = _requantize(self.tf, acc, m, shift, step.params["lo"], qmax, m_neg)
         return self.add(step, QTensor(out, scale, qmax), name)
 
     def check_overflow(self, name: str, kernel_abs_sum: np.ndarray, bound: int, bias: np.ndarray) -> None:
@@ -241,19 +258,27 @@ class _Compiler:
                              "use fewer activation or weight bits")
 
     def weighted(self, name, kind, x: QTensor, index: int, kernel, bias, relu: bool, out_axis: int, bits: int,
-                 fixed_scale=None, **params) -> int:
-        kernel_q, w_scale = quantize_weights(kernel, out_axis, self.weight_bits)
-        acc_scale = x.scale * w_scale
-        bias_q = np.zeros(kernel_q.shape[out_axis], np.int32) if bias is None else np.rint(
-            np.asarray(bias, np.float32).astype(np.float64) / acc_scale).astype(np.int64)
-        if np.max(np.abs(bias_q)) > INT32_LIMIT // 2:
-            raise ValueError(f"{name}: a bias is too large for the int32 accumulator at this input scale")
-        abs_sum = np.sum(np.abs(np.moveaxis(kernel_q.astype(np.int64), out_axis, -1)).reshape(
-            -1, kernel_q.shape[out_axis]), axis=0)
-        self.check_overflow(name, abs_sum, x.bound, bias_q)
+                 fixed_scale=None, alpha=None, **params) -> int:
+        for weight_bits in range(self.weight_bits, 7, -1):  # narrower only where fit_weight_bits allows it
+            kernel_q, w_scale = quantize_weights(kernel, out_axis, weight_bits)
+            acc_scale = x.scale * w_scale
+            bias_q = np.zeros(kernel_q.shape[out_axis], np.int32) if bias is None else np.rint(
+                np.asarray(bias, np.float32).astype(np.float64) / acc_scale).astype(np.int64)
+            if np.max(np.abs(bias_q)) > INT32_LIMIT // 2:
+                raise ValueError(f"{name}: a bias is too large for the int32 accumulator at this input scale")
+            abs_sum = np.sum(np.abs(np.moveaxis(kernel_q.astype(np.int64), out_axis, -1)).reshape(
+                -1, kernel_q.shape[out_axis]), axis=0)
+            try:
+                self.check_overflow(name, abs_sum, x.bound, bias_q)
+                break
+            except ValueError:
+                if not self.fit_weight_bits or weight_bits == 8:
+                    raise
+        if self.fit_weight_bits:
+            params["weight_bits"] = weight_bits
         step = Step(kind, [index], dict(kernel=kernel_q, bias=bias_q.astype(np.int32), **params))
         acc = _accumulate(self.tf, step, x.calib)
-        return self.requantized(name, step, acc, acc_scale, relu, bits, fixed_scale)
+        return self.requantized(name, step, acc, acc_scale, relu, bits, fixed_scale, alpha)
 
 
 def _output_scale(real: np.ndarray, relu: bool, bits: int, fixed_scale, fallback: float) -> tuple[float, int]:
@@ -275,24 +300,30 @@ def _is_relu(op) -> bool:
 
 def compile_model(model, calibration: np.ndarray, input_scale: float = 1 / 255, activation_bits: int = 8,
                   input_bits: int = 16, output_bits: int = 16, output_scale: float | None = None,
-                  input_transform=None, weight_bits: int = 8) -> Program:
-    """Compile a single-input functional Keras model for uint8 input (real value = u * input_scale).
+                  input_transform=None, weight_bits: int = 8, input_bound: int = 255,
+                  fit_weight_bits: bool = False) -> Program:
+    """Compile a single-input functional Keras model for uint8 input (real value = u * input_scale), or for integer
+    input with |u| <= input_bound (e.g. an image already centred in the graph before it).
 
     calibration: uint8 images the output scales are calibrated on (training data). weight_bits: 8 (int8) or more
     (int16 storage) per output channel. input_bits: the width of the per-channel affine maps right after the input
     (Rescaling); output_bits: the last layer's; output_scale: fix the last layer's scale instead of calibrating it
-    (e.g. 2^-14 for an embedding in Q14). input_transform: an optional prologue adding its own step, e.g. integer
-    per-image standardisation (`standardize_input`). Each layer is read through its first call, the model's own
-    graph (a sub-model built on the same tensors, like the facial task's head, adds calls but no other wiring).
+    (e.g. 2^-14 for an embedding in Q14). fit_weight_bits: a layer whose int32 accumulator could overflow with
+    weight_bits gets the widest weights (down to 8 bits) that cannot, instead of an error. input_transform: an
+    optional prologue adding its own step, e.g. integer per-image standardisation (`standardize_input`). Each layer
+    is read through its first call, the model's own graph (a sub-model built on the same tensors, like the facial
+    task's head, adds calls but no other wiring).
     """
     import keras
     import tensorflow as tf
 
     if not hasattr(model, "operations") or len(model.inputs) != 1:
         raise ValueError(f"{model.name}: compile_model needs a functional Keras model with one input")
-    c = _Compiler(tf, activation_bits, input_bits, output_bits, output_scale, weight_bits)
+    c = _Compiler(tf, activation_bits, input_bits, output_bits, output_scale, weight_bits, fit_weight_bits)
     image = tf.cast(tf.constant(calibration), tf.int32)
-    c.values.append(QTensor(image, float(input_scale), 255))
+    if int(np.max(np.abs(calibration))) > input_bound:
+        raise ValueError(f"{model.name}: calibration input exceeds input_bound {input_bound}")
+    c.values.append(QTensor(image, float(input_scale), int(input_bound)))
     where = {id(model.inputs[0]): 0}
     if input_transform is not None:
         where[id(model.inputs[0])] = input_transform(c)
@@ -315,7 +346,11 @@ def compile_model(model, calibration: np.ndarray, input_scale: float = 1 / 255, 
             continue
         following = consumers.get(out_id, [])
         relu_next = len(following) == 1 and _is_relu(following[0])
-        last = op is final or (relu_next and following[0] is final)
+        prelu_next = len(following) == 1 and isinstance(following[0], keras.layers.PReLU)
+        alpha = following[0].alpha.numpy().reshape(-1) if prelu_next else None
+        if prelu_next and not isinstance(op, (keras.layers.Conv2D, keras.layers.Dense)):
+            raise ValueError(f"{following[0].name}: a PReLU is only supported right after a Conv2D or Dense layer")
+        last = op is final or ((relu_next or prelu_next) and following[0] is final)
         bits = output_bits if last else activation_bits
         fixed = output_scale if op is final else None
         act = getattr(op, "activation", None)
@@ -325,7 +360,7 @@ def compile_model(model, calibration: np.ndarray, input_scale: float = 1 / 255, 
                 raise ValueError(f"{name}: activation {act_name} is only supported on the last layer")
             activation = act_name
         relu = act_name == "relu" or relu_next
-        if relu_next:
+        if relu_next or prelu_next:
             absorbed.add(id(following[0]))
 
         if isinstance(op, passthrough) or type(op).__name__ == "_PassThrough":
@@ -370,7 +405,7 @@ def compile_model(model, calibration: np.ndarray, input_scale: float = 1 / 255, 
                               dilations=tuple(op.dilation_rate))
             if getattr(op, "groups", 1) != 1:
                 raise ValueError(f"{name}: grouped convolutions are not supported")
-            idx = c.weighted(name, "conv", x, ins[0], kernel, bias, relu, -1, bits, fixed, **params)
+            idx = c.weighted(name, "conv", x, ins[0], kernel, bias, relu, -1, bits, fixed, alpha, **params)
         elif _is_relu(op):
             idx = c.add(Step("relu", ins, {}), QTensor(tf.maximum(x.calib, 0), x.scale, x.bound), name)
         elif isinstance(op, keras.layers.MaxPooling2D):
@@ -392,6 +427,9 @@ def compile_model(model, calibration: np.ndarray, input_scale: float = 1 / 255, 
         elif isinstance(op, keras.layers.Permute):
             step = Step("transpose", ins, dict(perm=[0, *op.dims]))
             idx = c.add(step, QTensor(run(tf, step, x.calib), x.scale, x.bound), name)
+        elif isinstance(op, keras.layers.Flatten):
+            step = Step("reshape", ins, dict(shape=[int(np.prod(x.calib.shape[1:]))]))
+            idx = c.add(step, QTensor(run(tf, step, x.calib), x.scale, x.bound), name)
         elif isinstance(op, keras.layers.Reshape):
             step = Step("reshape", ins, dict(shape=list(op.target_shape)))
             idx = c.add(step, QTensor(run(tf, step, x.calib), x.scale, x.bound), name)
@@ -410,7 +448,7 @@ def compile_model(model, calibration: np.ndarray, input_scale: float = 1 / 255, 
         else:
             raise ValueError(f"{name}: layer type {type(op).__name__} has no integer implementation")
         where[out_id] = idx
-        if relu_next:
+        if relu_next or prelu_next:
             where[id(following[0]._inbound_nodes[0].output_tensors[0])] = idx
     out = where[id(model.outputs[0])]
     return Program(c.steps, out, c.values[out].scale, activation, c.report)

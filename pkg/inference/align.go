@@ -39,23 +39,9 @@ func floorDiv(n, d int64) int64 {
 	return q
 }
 
-// numpyInt64 is numpy's float64 -> int64 cast on x86-64 (cvttsd2si): NaN and values outside int64 give MinInt64.
-func numpyInt64(v float64) int64 {
-	if math.IsNaN(v) || v >= 9223372036854775807.0 || v < -9223372036854775808.0 {
-		return math.MinInt64
-	}
-	return int64(v)
-}
-
-// landmarksQ4 is alignment.landmarks_q4: the five landmarks rounded half to even to 1/16 px, the eyes and the mouth
-// corners each ordered by x (on a tie, the detector's order).
-func landmarksQ4(landmarks [5][2]float32) Points {
-	var p Points
-	for i := range p {
-		for j := 0; j < 2; j++ {
-			p[i][j] = numpyInt64(math.RoundToEven(float64(landmarks[i][j]) * 16))
-		}
-	}
+// orderedQ4 is alignment.ordered_q4: the detector's five landmarks in 1/16 px, the eyes and the mouth corners each
+// ordered by x (on a tie, the detector's order).
+func orderedQ4(p Points) Points {
 	for _, i := range []int{0, 3} {
 		if p[i+1][0] < p[i][0] {
 			p[i], p[i+1] = p[i+1], p[i]

@@ -1,10 +1,7 @@
 package inference
 
 import (
-	"fmt"
 	"os"
-	"runtime"
-	"strings"
 	"sync"
 )
 
@@ -30,21 +27,16 @@ var forcedEnv = [][2]string{
 // removedEnv is determinism.REMOVED_ENV: variables that would change kernels or compilation; removed, not set.
 var removedEnv = []string{"TF_XLA_FLAGS", "XLA_FLAGS", "TF_GPU_ALLOCATOR", "ONEDNN_VERBOSE"}
 
-// requiredCPUFlags is determinism.REQUIRED_CPU_FLAGS.
-var requiredCPUFlags = []string{"avx", "avx2", "fma"}
-
 var (
 	pinOnce sync.Once
 	pinErr  error
 )
 
-// pinEnvironment checks the CPU and pins the environment (determinism.configure) once, before the first TF call:
-// with cgo, os.Setenv also sets the C environment TensorFlow and oneDNN read.
+// pinEnvironment pins the environment (determinism.configure for inference) once, before the first TF call: with
+// cgo, os.Setenv also sets the C environment TensorFlow and oneDNN read. Any CPU is accepted: every approved model is
+// an integer consensus graph, whose output bytes do not depend on the CPU's kernels (only training checks the CPU).
 func pinEnvironment() error {
 	pinOnce.Do(func() {
-		if pinErr = checkCPU(); pinErr != nil {
-			return
-		}
 		for _, k := range removedEnv {
 			if err := os.Unsetenv(k); err != nil {
 				pinErr = err
@@ -59,36 +51,4 @@ func pinEnvironment() error {
 		}
 	})
 	return pinErr
-}
-
-// checkCPU is determinism.check_cpu: refuse CPUs that cannot run the pinned oneDNN AVX2 kernels.
-func checkCPU() error {
-	if runtime.GOARCH != "amd64" {
-		return fmt.Errorf("consensus models need an x86-64 CPU with AVX2; this machine is %q, whose kernels "+
-			"compute different floating-point results. Train and score on an x86-64 validator", runtime.GOARCH)
-	}
-	data, _ := os.ReadFile("/proc/cpuinfo")
-	flags := map[string]bool{}
-	for _, line := range strings.Split(string(data), "\n") {
-		if strings.HasPrefix(line, "flags") {
-			if _, list, ok := strings.Cut(line, ":"); ok {
-				for _, f := range strings.Fields(list) {
-					flags[f] = true
-				}
-			}
-			break
-		}
-	}
-	var missing []string
-	for _, f := range requiredCPUFlags {
-		if !flags[f] {
-			missing = append(missing, f)
-		}
-	}
-	if len(missing) > 0 {
-		return fmt.Errorf("this CPU lacks %s; consensus models are pinned to oneDNN's AVX2 kernels, and a CPU "+
-			"without them would silently compute different bytes. Use an x86-64 CPU with AVX2 and FMA",
-			strings.Join(missing, ", "))
-	}
-	return nil
 }

@@ -2,7 +2,6 @@ package inference
 
 import (
 	"fmt"
-	"math"
 	"math/big"
 	"strings"
 	"time"
@@ -57,16 +56,6 @@ func newReason(code, detail string) Reason {
 		text += " (" + detail + ")"
 	}
 	return Reason{Code: code, Text: text}
-}
-
-// basisPoints is scoring.basis_points: a float32 in 1/10000, rounded half to even. Python's int() raises on NaN and
-// infinities; so does this.
-func basisPoints(p float32) (int, error) {
-	v := math.RoundToEven(float64(p) * bp)
-	if math.IsNaN(v) || math.IsInf(v, 0) || math.Abs(v) > 1<<53 {
-		return 0, fmt.Errorf("model output %v cannot be converted to basis points", p)
-	}
-	return int(v), nil
 }
 
 // similarityBP is scoring.similarity_bp: 1 - |a - b|^2 / 2 of two quantised embeddings in bp, clamped to 0..10000.

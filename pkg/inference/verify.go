@@ -110,13 +110,13 @@ func (v *Verifier) readThresholds() error {
 func (v *Verifier) Faces(img *RGB) ([]Face, error) {
 	out, err := v.detect.run("serving_default",
 		map[string]*tensor{"image": uint8Tensor([]int64{int64(img.Height), int64(img.Width), 3}, img.Pix)},
-		"boxes", "landmarks", "scores")
+		"boxes_q4", "landmarks_q4", "scores_bp")
 	if err != nil {
 		return nil, err
 	}
-	boxes, err1 := out["boxes"].float32s()
-	marks, err2 := out["landmarks"].float32s()
-	scores, err3 := out["scores"].float32s()
+	boxes, err1 := out["boxes_q4"].int32s()
+	marks, err2 := out["landmarks_q4"].int32s()
+	scores, err3 := out["scores_bp"].int32s()
 	n := len(scores)
 	if err1 != nil || err2 != nil || err3 != nil || len(boxes) != 4*n || len(marks) != 10*n {
 		return nil, fmt.Errorf("face_detection outputs: %d boxes, %d landmarks, %d scores (%v %v %v)",
@@ -125,20 +125,14 @@ func (v *Verifier) Faces(img *RGB) ([]Face, error) {
 	faces := make([]Face, n)
 	for i := range faces {
 		for j := 0; j < 4; j++ {
-			c := math.RoundToEven(float64(boxes[4*i+j]))
-			if math.IsNaN(c) || math.Abs(c) > 1<<53 { // Python's int() raises on NaN; huge ints are not ported
-				return nil, fmt.Errorf("face_detection box coordinate %v cannot be an int", boxes[4*i+j])
-			}
-			faces[i].Box[j] = int(c)
+			faces[i].Box[j] = int(math.RoundToEven(float64(boxes[4*i+j]) / 16)) // exact: a 1/16 px integer
 		}
-		var lm [5][2]float32
+		var lm Points
 		for j := range lm {
-			lm[j] = [2]float32{marks[10*i+2*j], marks[10*i+2*j+1]}
+			lm[j] = [2]int64{int64(marks[10*i+2*j]), int64(marks[10*i+2*j+1])}
 		}
-		faces[i].Points = landmarksQ4(lm)
-		if faces[i].Score, err = basisPoints(scores[i]); err != nil {
-			return nil, err
-		}
+		faces[i].Points = orderedQ4(lm)
+		faces[i].Score = int(scores[i])
 	}
 	area := func(b Box) int64 { return int64(b[2]-b[0]) * int64(b[3]-b[1]) }
 	sort.SliceStable(faces, func(a, b int) bool { return area(faces[a].Box) > area(faces[b].Box) })

@@ -23,11 +23,15 @@ import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from veid_ml import determinism, hashing, registry
 from veid_ml.tools import add_command
 
 GOLDEN = registry.ML_DIR / "consensus_golden.json"
+# A synthetic 320 x 240 selfie (face_detection.scenes, test split, seed 7, selfie 8, area-resized from 640 x 480): PNG,
+# so Pillow decodes the same pixels everywhere.
+PHOTO = Path(__file__).with_name("consensus_photo.png")
 SEED = 20261207
 BATCH = 2  # small: emulation is ~10x slower; one image per model would not exercise batching
 QEMU_CPUS = ("Haswell-v4", "EPYC-Rome-v1")
@@ -65,14 +69,19 @@ def _pixels(rng, shape, np):
 
 
 def _inputs(signature, rng, tf, np):
-    """Fixed inputs for one signature: uint8 pixels (_pixels: a batch, or one 240 x 320 photo for the detector's
-    [H, W, 3] input); float32 inputs get the same pixels / 255."""
+    """Fixed inputs for one signature: uint8 pixels (_pixels, a batch), or for the detector's [H, W, 3] input the
+    committed PHOTO, in which it finds a face (blocks alone give no detection, and an empty output hides every
+    difference inside the cascade); float32 inputs get the same pixels / 255."""
     inputs = {}
     for key, spec in sorted(signature.structured_input_signature[1].items()):
         shape = [int(d) if d is not None else BATCH for d in spec.shape]
         if spec.shape.rank == 3:  # a whole photo, any size
-            shape = [240, 320, 3]
-        pixels = _pixels(rng, shape, np)
+            from PIL import Image
+
+            with Image.open(PHOTO) as photo:
+                pixels = np.asarray(photo.convert("RGB"))
+        else:
+            pixels = _pixels(rng, shape, np)
         if spec.dtype == tf.uint8:
             inputs[key] = tf.constant(pixels)
         elif spec.dtype == tf.float32:

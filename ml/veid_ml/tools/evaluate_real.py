@@ -170,7 +170,8 @@ def cmd_face_detection(args) -> int:
     counts = []
     for path in files:
         with Image.open(path) as im:
-            counts.append(int(serve(image=tf.constant(np.asarray(im.convert("RGB"))))["scores"].shape[0]))
+            out = serve(image=tf.constant(np.asarray(im.convert("RGB"))))
+            counts.append(int(out["scores_bp" if "scores_bp" in out else "scores"].shape[0]))  # or the float twin
     counts = np.array(counts)
     print(f"{len(files)} real photos from {args.faces}: a face found in {int((counts > 0).sum())}, exactly one in "
           f"{int((counts == 1).sum())} (detection rate {(counts > 0).mean():.4f})")
