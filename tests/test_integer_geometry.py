@@ -67,8 +67,8 @@ def geometry_against_float() -> dict:
     out = {"resize": {}, "crops": None, "overlaps": None}
     for shape, size in (((480, 640), (120, 160)), ((37, 50), (120, 162)), ((243, 320), (120, 159)),
                         ((100, 33), (17, 120)), ((13, 12), (13, 12)), ((1, 5), (3, 2)),
-                        ((1500, 800), (120, 64)), ((10, 40000), (30, 50))):  # row sums in blocks (the second: and
-        # every row read three times)
+                        ((1500, 1000), (120, 80)), ((10, 60000), (30, 50))):  # row sums in groups (the second:
+        # every row read three times, and two of the 32 groups empty)
         x = rng.integers(0, 256, (1, *shape, 3)).astype(np.int32)
         got = geometry.area_resize(tf, tf.constant(x, tf.uint8), tf.constant(size, tf.int64), gain=16).numpy() / 16
         want = tf.image.resize(x.astype(np.float64), size, method="area").numpy()

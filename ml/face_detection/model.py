@@ -467,6 +467,21 @@ def cell_levels(canvas_shape, sizes, xs, ys):
     return tf.where(tf.reduce_any(inside, -1), tf.argmax(tf.cast(inside, tf.int32), -1, tf.int32), -1)
 
 
+def proposals(logit, level_id, xs, ys, k: int, threshold, outside):
+    """P-Net's k most confident cells above threshold (inside one level; `outside` marks the others), best first:
+    (flat cell indices, their levels, their top-left corners (n, 2) x, y in level pixels)."""
+    import tensorflow as tf
+
+    flat = tf.reshape(tf.where(level_id >= 0, logit, outside), [-1])
+    idx = sorted_top(flat, k)
+    idx = tf.gather(idx, where(tf.gather(flat, idx) > threshold))
+    width = tf.shape(logit)[1]
+    level = tf.gather(tf.reshape(level_id, [-1]), idx)
+    cell = tf.stack([idx % width * PNET_STRIDE - tf.gather(xs, level),
+                     idx // width * PNET_STRIDE - tf.gather(ys, level)], axis=1)
+    return idx, level, cell
+
+
 def make_serving(nets: dict, params: dict, threshold: float):
     """The serving_default tf.function: the whole cascade for one uint8 RGB image (module docstring)."""
     import tensorflow as tf
@@ -501,13 +516,7 @@ def make_serving(nets: dict, params: dict, threshold: float):
             reg, logit = forward.pnet(canvas)
 
         with tf.name_scope("proposals"):
-            flat = tf.reshape(tf.where(level_id >= 0, logit, -np.inf), [-1])
-            idx = sorted_top(flat, int(params["pnet_candidates"]))
-            idx = tf.gather(idx, where(tf.gather(flat, idx) > pnet_logit))
-            width = tf.shape(logit)[1]
-            level = tf.gather(tf.reshape(level_id, [-1]), idx)
-            cell = tf.stack([idx % width * PNET_STRIDE - tf.gather(xs, level),
-                             idx // width * PNET_STRIDE - tf.gather(ys, level)], axis=1)
+            idx, level, cell = proposals(logit, level_id, xs, ys, int(params["pnet_candidates"]), pnet_logit, -np.inf)
             cell = tf.cast(tf.concat([cell, cell + PNET_CELL], axis=1), tf.float32)
             scale = tf.tile(tf.reverse(tf.gather(level_scale, level), [1]), [1, 2])  # x, y, x, y
             boxes = (cell + tf.gather(tf.reshape(reg, [-1, 4]), idx) * PNET_CELL) / scale
@@ -724,13 +733,7 @@ def make_integer_serving(programs: dict, params: dict, threshold_bp: int):
             reg, logit = tf.cast(out[..., :4], tf.int64), out[..., 4]
 
         with tf.name_scope("proposals"):
-            flat = tf.reshape(tf.where(level_id >= 0, logit, lowest), [-1])
-            idx = sorted_top(flat, int(params["pnet_candidates"]))
-            idx = tf.gather(idx, where(tf.gather(flat, idx) > pnet_q))
-            width = tf.shape(logit)[1]
-            level = tf.gather(tf.reshape(level_id, [-1]), idx)
-            cell = tf.stack([idx % width * PNET_STRIDE - tf.gather(xs, level),
-                             idx // width * PNET_STRIDE - tf.gather(ys, level)], axis=1)
+            idx, level, cell = proposals(logit, level_id, xs, ys, int(params["pnet_candidates"]), pnet_q, lowest)
             cell = tf.cast(tf.concat([cell, cell + PNET_CELL], axis=1), tf.int64) * 1024
             # image px = level px * (level 0 size / level size) * (image size / level 0 content), x y x y
             up = tf.tile(tf.reverse(sizes[:1] * hw[None], [1]), [1, 2])

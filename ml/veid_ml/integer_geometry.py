@@ -23,38 +23,39 @@ def round_div(tf, n, d):
     return tf.math.floordiv(2 * n + d, 2 * d)
 
 
-BLOCK_ELEMENTS = 1 << 20  # input values widened to int32 at a time: a 40 MP photo is never copied whole
+GROUPS = 32  # a large photo's row sums run in this many groups, one after another: never widened to int32 whole
+GROUPED_ABOVE = 1 << 22  # input values (a 1.4 MP RGB photo) above which the row sums are grouped
 
 
-def _area_axis(tf, x, n, gain: int):
+def _area_axis(tf, x, n, gain: int, grouped: bool = False):
     """x (N, M) integers (uint8 or int32) area-resized to n rows, int32 times gain, rounded half up. Input row p lies
     in output row floor(p n / N) with weight n (its overlap times n), except the row holding a boundary (i + 1) N / n
     that is not a whole number: it gives r = (i + 1) N mod n to row i and n - r to row i + 1. So n times each row's
     sum, minus what its boundary row moves on, plus what the one before moved in. An upscale (n > N) reads every row
-    ceil(n / N) times, which leaves an area resize unchanged. The row sums run over blocks of output rows, each
-    widening only its own ~BLOCK_ELEMENTS input values to int32."""
+    ceil(n / N) times, which leaves an area resize unchanged. grouped: for more than GROUPED_ABOVE values the row
+    sums run over GROUPS groups of output rows, each after the one before (control dependencies), each widening only
+    its own input rows to int32 (a while loop would do the same, but its frozen graph is not reproducible)."""
     shape = tf.shape(x, out_type=tf.int64)
     n = tf.cast(n, tf.int64)
     repeat = tf.math.floordiv(n + shape[0] - 1, shape[0])
     length = shape[0] * repeat  # rows after the repeat; every output row covers at least one
-    per_block = tf.maximum(tf.constant(1, tf.int64), tf.math.floordiv(BLOCK_ELEMENTS // shape[1] * n, length))
-    blocks = tf.math.floordiv(n + per_block - 1, per_block)
 
-    def block_sums(i, sums):
-        first, last = i * per_block, tf.minimum((i + 1) * per_block, n)  # output rows [first, last)
-        p = tf.range((first * length + n - 1) // n, (last * length + n - 1) // n)  # the input rows they start
-        rows = tf.cast(tf.gather(x, p // repeat), tf.int32)
-        return i + 1, sums.write(tf.cast(i, tf.int32), tf.math.segment_sum(rows, (p * n) // length - first))
-
-    def looped():
-        sums = tf.TensorArray(tf.int32, size=tf.cast(blocks, tf.int32), infer_shape=False)
-        return tf.while_loop(lambda i, _: i < blocks, block_sums, [tf.constant(0, tf.int64), sums])[1].concat()
-
-    def whole():  # the usual photo: one block, without the loop's overhead
+    def whole():
         rows = tf.cond(repeat > 1, lambda: tf.gather(x, tf.range(length) // repeat), lambda: x)
         return tf.math.segment_sum(tf.cast(rows, tf.int32), (tf.range(length) * n) // length)
 
-    rows = tf.cond(blocks > 1, looped, whole)  # (n, M)
+    def in_groups():
+        per_group = (n + GROUPS - 1) // GROUPS
+        parts = []
+        for g in range(GROUPS):
+            with tf.control_dependencies(parts[-1:]):
+                first, last = tf.minimum(g * per_group, n), tf.minimum((g + 1) * per_group, n)  # output rows
+                p = tf.range((first * length + n - 1) // n, (last * length + n - 1) // n)  # the input rows in them
+                rows = tf.cast(tf.gather(x, p // repeat), tf.int32)
+                parts.append(tf.math.segment_sum(rows, (p * n) // length - first))
+        return tf.concat(parts, 0)
+
+    rows = tf.cond(length * shape[1] > GROUPED_ABOVE, in_groups, whole) if grouped else whole()  # (n, M)
     edge = tf.range(1, n + 1, dtype=tf.int64) * length  # n times the right boundary of each output row
     part = tf.math.floormod(edge, n)
     boundary = tf.cast(tf.gather(x, tf.minimum(tf.math.floordiv(edge, n), length - 1) // repeat), tf.int32)
@@ -65,10 +66,10 @@ def _area_axis(tf, x, n, gain: int):
 
 def area_resize(tf, x, size, gain: int = 1):
     """(1, H, W, C) integers area-resized to size = (h, w), times gain (e.g. 16 for 1/16 grey levels), int32 out,
-    each axis rounded once (tf.image.resize "area" in exact integer weights). int32 sums: |values| * gain * (H + W +
+    the photo's rows summed in groups when it is large (_area_axis), each axis rounded once (tf.image.resize "area" in exact integer weights). int32 sums: |values| * gain * (H + W +
     h + w) must stay below 2^30."""
     shape = tf.shape(x)
-    rows = _area_axis(tf, tf.reshape(x, [shape[1], -1]), size[0], gain)  # (h, W C)
+    rows = _area_axis(tf, tf.reshape(x, [shape[1], -1]), size[0], gain, grouped=True)  # (h, W C)
     columns = tf.transpose(tf.reshape(rows, [-1, shape[2], shape[3]]), [1, 0, 2])  # (W, h, C)
     out = _area_axis(tf, tf.reshape(columns, [shape[2], -1]), size[1], 1)  # (w, h C)
     return tf.transpose(tf.reshape(out, [-1, tf.cast(size[0], tf.int32), shape[3]]), [1, 0, 2])[None]
