@@ -66,8 +66,8 @@ def _area_axis(tf, x, n, gain: int, grouped: bool = False):
 
 def area_resize(tf, x, size, gain: int = 1):
     """(1, H, W, C) integers area-resized to size = (h, w), times gain (e.g. 16 for 1/16 grey levels), int32 out,
-    the photo's rows summed in groups when it is large (_area_axis), each axis rounded once (tf.image.resize "area" in exact integer weights). int32 sums: |values| * gain * (H + W +
-    h + w) must stay below 2^30."""
+    the photo's rows summed in groups when it is large (_area_axis), each axis rounded once (tf.image.resize "area"
+    in exact integer weights). int32 sums: |values| * gain * (H + W + h + w) must stay below 2^30."""
     shape = tf.shape(x)
     rows = _area_axis(tf, tf.reshape(x, [shape[1], -1]), size[0], gain, grouped=True)  # (h, W C)
     columns = tf.transpose(tf.reshape(rows, [-1, shape[2], shape[3]]), [1, 0, 2])  # (W, h, C)
