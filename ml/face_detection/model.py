@@ -482,6 +482,20 @@ def proposals(logit, level_id, xs, ys, k: int, threshold, outside):
     return idx, level, cell
 
 
+def one_image(image, detect, nothing):
+    """Both serving functions' input rule: detect(image) for one [H, W, 3] image whose sides are MIN_SIDE px up to
+    MAX_INTEGER_SIDE, nothing() for a smaller one; a batch, a grey [H, W] or a larger image fails (InvalidArgument,
+    also through the C API)."""
+    import tensorflow as tf
+
+    image = tf.ensure_shape(image, [None, None, 3])
+    shape = tf.shape(image)
+    tf.debugging.assert_less(tf.reduce_max(shape), MAX_INTEGER_SIDE,
+                             message=f"face_detection: image sides must be under {MAX_INTEGER_SIDE} px")
+    big_enough = tf.minimum(shape[0], shape[1]) >= MIN_SIDE
+    return tf.cond(big_enough, lambda: detect(image), nothing)
+
+
 def make_serving(nets: dict, params: dict, threshold: float):
     """The serving_default tf.function: the whole cascade for one uint8 RGB image (module docstring)."""
     import tensorflow as tf
@@ -564,12 +578,7 @@ def make_serving(nets: dict, params: dict, threshold: float):
     @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8, name="image")])
     def serve(image):
         threshold_c = tf.constant(threshold, tf.float32)
-        image = tf.ensure_shape(image, [None, None, 3])  # a batch or a grey image fails here, also through the C API
-        shape = tf.shape(image)
-        tf.debugging.assert_less(tf.reduce_max(shape), MAX_INTEGER_SIDE,
-                                 message=f"face_detection: image sides must be under {MAX_INTEGER_SIDE} px")
-        big_enough = tf.minimum(shape[0], shape[1]) >= MIN_SIDE
-        boxes, landmarks, scores = tf.cond(big_enough, lambda: detect(image, threshold_c), nothing)
+        boxes, landmarks, scores = one_image(image, lambda image: detect(image, threshold_c), nothing)
         return {"boxes": tf.identity(boxes, name="boxes"), "landmarks": tf.identity(landmarks, name="landmarks"),
                 "scores": tf.identity(scores, name="scores"),
                 "threshold": tf.identity(threshold_c, name="threshold_out")}
@@ -622,7 +631,7 @@ class IntegerStages:
     def __init__(self, params: dict):
         import tensorflow as tf
 
-        self.tf, self.params = tf, params
+        self.tf = tf
         self.windows = pyramid_windows(params["min_face_fraction"], params["scale_factor"])
         self.layout = plan_canvas(self.windows)
 
@@ -780,12 +789,7 @@ def make_integer_serving(programs: dict, params: dict, threshold_bp: int):
     @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8, name="image")])
     def serve(image):
         threshold_c = tf.constant(int(threshold_bp), tf.int32)
-        image = tf.ensure_shape(image, [None, None, 3])  # a batch or a grey image fails here, also through the C API
-        shape = tf.shape(image)
-        tf.debugging.assert_less(tf.reduce_max(shape), MAX_INTEGER_SIDE,
-                                 message=f"face_detection: image sides must be under {MAX_INTEGER_SIDE} px")
-        big_enough = tf.minimum(shape[0], shape[1]) >= MIN_SIDE
-        boxes, landmarks, scores = tf.cond(big_enough, lambda: detect(image, threshold_c), nothing)
+        boxes, landmarks, scores = one_image(image, lambda image: detect(image, threshold_c), nothing)
         return {"boxes_q4": tf.identity(boxes, name="boxes_q4"),
                 "landmarks_q4": tf.identity(landmarks, name="landmarks_q4"),
                 "scores_bp": tf.identity(scores, name="scores_bp"),
