@@ -14,9 +14,10 @@ The pipeline (each stage timed in `Verifier.timings` after a call):
   decode -> detect (face_detection on the whole photo) -> align (veid_ml.alignment: integer similarity warp fitted to
   the detector's landmarks) -> liveness (liveness_detection on the selfie's 128 px eye-aligned crop) -> embed
   (facial_verification's `embed` on dlib's 150 px five-point chips of the selfie and of the document's largest
-  face, in one batch) -> locate (document_reader: card, MRZ and field lines) -> recognise (ocr_extraction) -> parse
-  (MRZ, check digits, expiry; veid_ml.scoring).
-All four models are integer consensus graphs (veid_ml.integer: uint8 images in; boxes and landmarks in 1/16 px,
+  face, in one batch) -> locate (mrz_locator's band map on the document photo -> veid_ml.mrz_locator's upright band
+  -> document_reader's MRZ lines; printed field lines where the card outline is found too) -> recognise
+  (ocr_extraction) -> parse (MRZ, check digits, expiry; veid_ml.scoring).
+All five models are integer consensus graphs (veid_ml.integer: uint8 images in; boxes and landmarks in 1/16 px,
 basis points, Q14 embeddings and OCR labels out; the same bytes on every CPU). The score and decision are integer
 arithmetic on those (veid_ml.scoring).
 The Go package pkg/inference computes the same result from the same PNG inputs (tests/test_go_inference.py).
@@ -43,7 +44,7 @@ MRZ_FIELDS = ("surname", "given_names", "document_number", "issuing_state", "nat
 
 
 class Verifier:
-    """The four approved models and the pipeline between them. Build with Verifier.load()."""
+    """The five approved models and the pipeline between them. Build with Verifier.load()."""
 
     def __init__(self, lock_path: Path, digests: dict, signatures: dict):
         self.lock_path, self.digests = lock_path, digests
@@ -51,6 +52,7 @@ class Verifier:
         self._embed = signatures["facial_verification"]["embed"]
         self._liveness = signatures["liveness_detection"]["serving_default"]
         self._ocr = signatures["ocr_extraction"]["serving_default"]
+        self._locator = signatures["mrz_locator"]["serving_default"]
         import tensorflow as tf
 
         self._tf = tf
@@ -124,10 +126,14 @@ class Verifier:
         self._timed("liveness", started)
         return int(out)
 
+    def band_logits(self, locator_input: np.ndarray) -> np.ndarray:
+        """The MRZ locator's int32 (GRID, GRID, 2) map of one veid_ml.mrz_locator.locator_input image."""
+        return self._locator(image=self._tf.constant(locator_input[None, :, :, None]))["band_logits_q10"].numpy()[0]
+
     def locate_document(self, rgb: np.ndarray) -> document_reader.LocatedDocument:
         started = time.perf_counter()
         try:
-            return document_reader.locate(rgb)
+            return document_reader.locate(rgb, self.band_logits)
         finally:
             self._timed("locate", started)
 

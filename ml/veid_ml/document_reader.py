@@ -1,6 +1,10 @@
-"""Read an ID document photo: find the card, the MRZ lines and the printed field zones, recognise them, parse the MRZ.
+"""Read an ID document photo: find the MRZ lines and the printed field zones, recognise them, parse the MRZ.
 
-Classical image processing locates the text; the exported OCR SavedModel (ml/ocr_extraction) reads it:
+The pipeline's path (locate with band_logits, the approved mrz_locator model):
+a. the MRZ band: the locator's map -> the upright band cut from the full-resolution photo (veid_ml.mrz_locator),
+b. its lines: the heaviest rows of ink (black-hat) in the band, two or three (band_line_boxes), each with margins,
+c. printed fields: only where steps 1 and 3 below also find a card of the same layout.
+The classical path (without band_logits), written for the synthetic documents and kept for them:
 1. the card: its rim is the longest Canny edge; lines fitted to the straight middle of its four sides meet at the
    corners, and the quad is warped flat to its layout's page size (TD1 card 85.6 x 54 mm or TD3 passport page
    125 x 88 mm, told apart by the aspect ratio),
@@ -10,8 +14,9 @@ Classical image processing locates the text; the exported OCR SavedModel (ml/ocr
 4. every line crop is scaled to the recogniser's 32 px height (fit_line) and read in one batch; the MRZ lines are
    parsed with their check digits (veid_ml.mrz.parse_mrz) and per-character confidences.
 
-The field grid is that of the synthetic documents; the MRZ search only assumes the ICAO band at the bottom.
-No TensorFlow import here: `ocr_serving` is any callable taking image=uint8 [N, 32, 512, 1] and returning "text" and
+The field grid is that of the synthetic documents; the classical MRZ search assumes the ICAO band at the bottom.
+No TensorFlow import here: `band_logits` is any callable from the uint8 locator input to its (GRID, GRID, 2) map
+(Verifier.band_logits); `ocr_serving` is any callable taking image=uint8 [N, 32, 512, 1] and returning "text" and
 "char_confidences_bp" (the approved integer graph's serving_default signature).
 """
 
@@ -20,7 +25,7 @@ import dataclasses
 import cv2
 import numpy as np
 
-from veid_ml import mrz
+from veid_ml import mrz, mrz_locator
 from veid_ml.document_layout import FIELD_AREA, MRZ_BAND, MRZ_LINES, PAGE, ROWS, VALUE_RIGHT_MARGIN
 from veid_ml.ocr_contract import fit_line
 
@@ -153,6 +158,28 @@ def field_boxes(page: np.ndarray, layout: str) -> dict[str, tuple[int, int, int,
     return boxes
 
 
+def band_line_boxes(band: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """(x0, y0, x1, y1) of each MRZ line in an upright band image (veid_ml.mrz_locator.band_image), top to bottom:
+    the three heaviest rows of ink when the third is at least 40% as heavy as the heaviest (TD1), else two. Each box
+    has a third of the line's height above and below, and half of it at either end: margins never cut a character."""
+    ink = ink_map(band, max(3, band.shape[0] // 4))
+    profile = (ink > 60).mean(axis=1)
+    rows = text_rows(ink, 3, 0.15)
+    weights = [profile[y0:y1].sum() for y0, y1 in rows]
+    if len(rows) == 3 and min(weights) < 0.4 * max(weights):
+        rows = sorted(r for r, w in zip(rows, weights) if w != min(weights))
+    if len(rows) < 2:
+        raise ValueError(f"found {len(rows)} MRZ text rows in the located band, expected 2 or 3")
+    boxes = []
+    for y0, y1 in rows:
+        height = y1 - y0
+        x0, x1 = ink_columns(ink[y0:y1], max(3, height))
+        pad_y, pad_x = max(2, height // 3), max(2, height // 2)
+        boxes.append((max(0, x0 - pad_x), max(0, y0 - pad_y), min(band.shape[1], x1 + pad_x),
+                      min(band.shape[0], y1 + pad_y)))
+    return boxes
+
+
 @dataclasses.dataclass
 class LocatedDocument:
     """Where the text is: the card's layout and corners, and every line as the recogniser's input (fit_line)."""
@@ -164,13 +191,17 @@ class LocatedDocument:
     field_lines: np.ndarray  # uint8 [len(field_names), LINE_HEIGHT, LINE_WIDTH]
 
 
-def locate(image_rgb: np.ndarray) -> LocatedDocument:
-    """Find the card, flatten it and cut out its MRZ and printed-field lines (steps 1-3 of the module docstring).
-    Raises ValueError naming what was not found."""
+def locate(image_rgb: np.ndarray, band_logits=None) -> LocatedDocument:
+    """Cut out the MRZ and printed-field lines. With band_logits (grey locator input -> the MRZ locator's logits,
+    veid_ml.mrz_locator): the MRZ lines come from the located band, and printed fields are read only where a card
+    outline of the same layout is found too. Without: the card is found, flattened and cut up (steps 1-3 of the
+    module docstring). Raises ValueError naming what was not found."""
     image_rgb = np.asarray(image_rgb)
     if image_rgb.ndim != 3 or image_rgb.shape[2] != 3 or image_rgb.dtype != np.uint8:
         raise ValueError(f"expected an RGB uint8 image [H, W, 3], got {image_rgb.dtype} {image_rgb.shape}")
     gray = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2GRAY)
+    if band_logits is not None:
+        return _locate_by_band(gray, band_logits)
     quad = find_card(gray)
     page, layout = flatten_card(gray, quad)
     mrz_boxes = mrz_line_boxes(page, layout)
@@ -178,6 +209,26 @@ def locate(image_rgb: np.ndarray) -> LocatedDocument:
     fitted = [fit_line(page[y0:y1, x0:x1]) for x0, y0, x1, y1 in mrz_boxes + list(fields.values())]
     n = len(mrz_boxes)
     return LocatedDocument(layout, quad, np.stack(fitted[:n]), list(fields), np.stack(fitted[n:]))
+
+
+def _locate_by_band(gray: np.ndarray, band_logits) -> LocatedDocument:
+    corners = mrz_locator.band_corners(band_logits(mrz_locator.locator_input(gray)), gray.shape)
+    if corners is None:
+        raise ValueError("no MRZ found: the locator marks no band in the image")
+    band = mrz_locator.band_image(gray, corners)
+    mrz_lines = np.stack([fit_line(band[y0:y1, x0:x1]) for x0, y0, x1, y1 in band_line_boxes(band)])
+    layout = "TD1" if len(mrz_lines) == 3 else "TD3"
+    names, fields, quad = [], np.zeros((0, *mrz_lines.shape[1:]), np.uint8), corners
+    try:  # the printed fields of the synthetic layouts, where the card itself is found
+        card = find_card(gray)
+        page, card_layout = flatten_card(gray, card)
+        if card_layout == layout:
+            boxes = field_boxes(page, layout)
+            names, quad = list(boxes), card
+            fields = np.stack([fit_line(page[y0:y1, x0:x1]) for x0, y0, x1, y1 in boxes.values()])
+    except ValueError:
+        pass
+    return LocatedDocument(layout, quad, mrz_lines, names, fields)
 
 
 def recognise(ocr_serving, lines: np.ndarray) -> tuple[list[str], list[list[float]]]:
@@ -211,8 +262,9 @@ def parse(located: LocatedDocument, texts: list[str], confidences: list[list[flo
     }
 
 
-def read_document(image_rgb: np.ndarray, ocr_serving) -> dict:
-    """Read a photographed TD1 card or TD3 passport page: locate, recognise every line in one batch, parse."""
-    located = locate(image_rgb)
+def read_document(image_rgb: np.ndarray, ocr_serving, band_logits=None) -> dict:
+    """Read a photographed TD1 card or TD3 passport page: locate (band_logits: see locate), recognise every line in
+    one batch, parse."""
+    located = locate(image_rgb, band_logits)
     texts, confidences = recognise(ocr_serving, np.concatenate([located.mrz_lines, located.field_lines]))
     return parse(located, texts, confidences)

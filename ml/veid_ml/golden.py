@@ -69,7 +69,7 @@ def comparable(result: dict) -> dict:
 
 def write(out_dir: Path, per_kind: int = 1) -> Path:
     """Write the golden files for per_kind cases of every demo kind; returns cases.json's path."""
-    from veid_ml import demo_cases, document_reader
+    from veid_ml import demo_cases
     from veid_ml.api import Verifier
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -82,7 +82,7 @@ def write(out_dir: Path, per_kind: int = 1) -> Path:
                  "document": _png(out_dir / f"{name}_document.png", case["document"]),
                  "lines": None, "mrz_line_count": 0, "locate_error": None}
         try:
-            located = document_reader.locate(case["document"])
+            located = verifier.locate_document(case["document"])
             entry["lines"] = _png(out_dir / f"{name}_lines.png",
                                   np.concatenate([located.mrz_lines, located.field_lines]).reshape(-1, 512))
             entry["mrz_line_count"] = len(located.mrz_lines)

@@ -42,6 +42,7 @@ MODELS = {
         ModelSpec("liveness_detection", "liveness_model"),
         ModelSpec("ocr_extraction", "ocr_model"),
         ModelSpec("face_detection", "face_detection_model"),
+        ModelSpec("mrz_locator", "mrz_locator_model"),
     )
 }
 
