@@ -158,20 +158,42 @@ def field_boxes(page: np.ndarray, layout: str) -> dict[str, tuple[int, int, int,
     return boxes
 
 
+PAPER_MIN = 110  # grey level under which the background around a stroke is not paper
+ROW_SHARE = 0.3  # a band row holds text when its inked share is this fraction of the best row's
+
+
 def band_line_boxes(band: np.ndarray) -> list[tuple[int, int, int, int]]:
-    """(x0, y0, x1, y1) of each MRZ line in an upright band image (veid_ml.mrz_locator.band_image), top to bottom:
-    the three heaviest rows of ink when the third is at least 40% as heavy as the heaviest (TD1), else two. Each box
-    has a third of the line's height above and below, and half of it at either end: margins never cut a character."""
-    ink = ink_map(band, max(3, band.shape[0] // 4))
+    """(x0, y0, x1, y1) of each MRZ line in an upright band image (veid_ml.mrz_locator.band_image), top to bottom.
+
+    Ink: dark strokes (black-hat) on paper (a dark desk's texture and the shadow past a card's edge are not text),
+    without horizontal runs longer than half the band's height (rules, edges).
+    A row of the band is inked when its share of inked columns is at least ROW_SHARE of the best row's; runs of
+    inked rows 2 px apart merge (accents, a character's thin middle), runs under half the tallest run's height are
+    dropped (rules, edges). The three heaviest runs are the lines when the third is at least 40% as heavy as the
+    heaviest (TD1), else two. Each box has a third of the line's height above and below and half of it at either end:
+    margins never cut a character."""
+    size = max(3, band.shape[0] // 4)
+    ink = ink_map(band, size)
+    paper = cv2.morphologyEx(band, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (size, size)))
+    ink[paper < PAPER_MIN] = 0
+    strokes = (ink > 60).astype(np.uint8)
+    # long horizontal runs are rules and edges, not characters (an MRZ character is narrower than the band's quarter)
+    rules = cv2.morphologyEx(strokes, cv2.MORPH_OPEN, np.ones((1, 2 * size), np.uint8))
+    ink[cv2.dilate(rules, np.ones((3, 3), np.uint8)) > 0] = 0
     profile = (ink > 60).mean(axis=1)
-    rows = text_rows(ink, 3, 0.15)
+    active = profile >= ROW_SHARE * max(profile.max(), 1e-6)
+    active = cv2.morphologyEx(active.astype(np.uint8)[:, None], cv2.MORPH_CLOSE, np.ones((3, 1), np.uint8))[:, 0] > 0
+    runs = [r for r in _runs(active) if profile.max() > 0]
+    tallest = max((y1 - y0 for y0, y1 in runs), default=0)
+    runs = [(y0, y1) for y0, y1 in runs if y1 - y0 >= tallest / 2]
+    rows = sorted(runs, key=lambda r: -profile[r[0]:r[1]].sum())[:3]
     weights = [profile[y0:y1].sum() for y0, y1 in rows]
     if len(rows) == 3 and min(weights) < 0.4 * max(weights):
-        rows = sorted(r for r, w in zip(rows, weights) if w != min(weights))
+        rows = [r for r, w in zip(rows, weights) if w != min(weights)]
     if len(rows) < 2:
         raise ValueError(f"found {len(rows)} MRZ text rows in the located band, expected 2 or 3")
     boxes = []
-    for y0, y1 in rows:
+    for y0, y1 in sorted(rows):
         height = y1 - y0
         x0, x1 = ink_columns(ink[y0:y1], max(3, height))
         pad_y, pad_x = max(2, height // 3), max(2, height // 2)

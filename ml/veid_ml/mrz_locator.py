@@ -21,7 +21,7 @@ STRIDE = 8
 GRID = INPUT_SIZE // STRIDE
 PAD = 128
 MARGIN = 0.15  # of the band's height, added above and below: the zone's rim never cuts a character
-END_MARGIN = 2.5  # of the band's height, added at either end: a band found short still holds its lines' first and last
+END_MARGIN = 6.0  # of the band's height, added at either end: a band found short still holds its lines' first and last
 # characters (the reader finds each line's own ends in it)
 
 
@@ -71,7 +71,8 @@ def band_corners(logits: np.ndarray, shape) -> np.ndarray | None:
 
 
 def band_image(gray: np.ndarray, corners: np.ndarray) -> np.ndarray:
-    """uint8: the band cut from the photo, grown by MARGIN, upright (step 4). corners: band_corners'."""
+    """uint8: the band cut from the photo, grown by MARGIN and END_MARGIN, upright (step 4); beyond the photo's
+    edges white, like paper (replicated edge pixels would streak into rows of ink). corners: band_corners'."""
     tl, tr, _, bl = corners.astype(np.float64)
     w, h = np.linalg.norm(tr - tl), np.linalg.norm(bl - tl)
     along, across = (tr - tl) / max(w, 1e-6), (bl - tl) / max(h, 1e-6)
