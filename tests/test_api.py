@@ -2,7 +2,7 @@
 and reasons, hostile input gives an InputError or a retake (never a traceback or a hang), a 1000-case fuzz of
 mutated uploads finds no crash, and equal pixels give equal results whatever their encoding.
 
-All Verifier work runs in ONE fresh, pinned process (loading four models costs seconds): the fixture collects what
+All Verifier work runs in ONE fresh, pinned process (loading five models costs seconds): the fixture collects what
 each test then checks."""
 
 import datetime
@@ -182,7 +182,7 @@ def test_demo_case_gets_its_decision_and_reason(session, name):
     assert (result["score"] >= 50) == (decision == "accept")
     assert isinstance(result["score"], int) and 0 <= result["score"] <= 100
     assert set(result["models"]) == {"face_detection", "facial_verification", "liveness_detection",
-                                     "ocr_extraction"} and result["version"]
+                                     "ocr_extraction", "mrz_locator"} and result["version"]
 
 
 def test_the_result_is_plain_json_of_integers(session):
@@ -244,7 +244,7 @@ def test_fuzzed_uploads_never_crash(session):
 
 
 def test_hostile_input_does_not_grow_memory(session):
-    """The peak resident size while the hostile and fuzzed inputs ran, over the peak of loading four models and
+    """The peak resident size while the hostile and fuzzed inputs ran, over the peak of loading five models and
     scoring the demo cases: a 30000 x 30000 bomb decoded would add 900 MB (2.7 GB as RGB)."""
     assert session["max_rss_mb"] - session["rss_before_mb"] < 200, (session["rss_before_mb"], session["max_rss_mb"])
 

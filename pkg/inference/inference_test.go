@@ -113,7 +113,7 @@ func normalised(t *testing.T, data []byte) any {
 func TestGoldenCases(t *testing.T) {
 	dir, g := readGolden(t)
 	v := loadVerifier(t)
-	t.Logf("Load (lock check + 4 SavedModels + thresholds): %v", loadedTook)
+	t.Logf("Load (lock check of 5 models + 4 SavedModels + thresholds): %v", loadedTook)
 	if g.Version != Version {
 		t.Errorf("golden version %q, Go %q", g.Version, Version)
 	}

@@ -16,8 +16,10 @@ import (
 // The lock check of veid_ml.hashing and veid_ml.inference.check_approved: every file of every approved model is
 // hashed and compared with ml/models.lock.json before anything is loaded.
 
-// ModelNames is registry.MODELS: the governed models, in Python's order.
-var ModelNames = []string{"facial_verification", "liveness_detection", "ocr_extraction", "face_detection"}
+// ModelNames is registry.MODELS: the governed models, in Python's order. Every one is checked against the lock;
+// mrz_locator is not loaded (locating the document stays in Python: README.md), but the lines Go reads come from it.
+var ModelNames = []string{"facial_verification", "liveness_detection", "ocr_extraction", "face_detection",
+	"mrz_locator"}
 
 const manifestName = "manifest.json" // hashing.MANIFEST_NAME
 

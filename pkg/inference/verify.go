@@ -32,7 +32,7 @@ type Face struct {
 // usable is api.usable: eyes at least MinEyeDistanceQ4 apart.
 func (f Face) usable() bool { return eyeDistanceSqQ4(f.Points) >= MinEyeDistanceQ4*MinEyeDistanceQ4 }
 
-// Verifier holds the four approved models, loaded after their bytes matched the lock.
+// Verifier holds the four approved models it runs, loaded after every governed model's bytes matched the lock.
 type Verifier struct {
 	LockPath            string
 	Digests             map[string]string // model name -> approved digest
@@ -58,8 +58,12 @@ func Load(lockPath string) (*Verifier, error) {
 	for _, name := range ModelNames {
 		entry := entries[name]
 		v.Digests[name] = entry.Digest
+		model, runs := models[name]
+		if !runs { // checked against the lock, run by the Python side (mrz_locator)
+			continue
+		}
 		dir := under(under(filepath.Dir(lockPath), entry.WeightsDir), entry.Artifact)
-		if *models[name], err = loadSavedModel(dir); err != nil {
+		if *model, err = loadSavedModel(dir); err != nil {
 			v.Close()
 			return nil, err
 		}
