@@ -183,13 +183,12 @@ def band_line_boxes(band: np.ndarray) -> list[tuple[int, int, int, int]]:
     profile = (ink > 60).mean(axis=1)
     active = profile >= ROW_SHARE * max(profile.max(), 1e-6)
     active = cv2.morphologyEx(active.astype(np.uint8)[:, None], cv2.MORPH_CLOSE, np.ones((3, 1), np.uint8))[:, 0] > 0
-    runs = [r for r in _runs(active) if profile.max() > 0]
+    runs = _runs(active)
     tallest = max((y1 - y0 for y0, y1 in runs), default=0)
     runs = [(y0, y1) for y0, y1 in runs if y1 - y0 >= tallest / 2]
-    rows = sorted(runs, key=lambda r: -profile[r[0]:r[1]].sum())[:3]
-    weights = [profile[y0:y1].sum() for y0, y1 in rows]
-    if len(rows) == 3 and min(weights) < 0.4 * max(weights):
-        rows = [r for r, w in zip(rows, weights) if w != min(weights)]
+    rows = sorted(runs, key=lambda r: -profile[r[0]:r[1]].sum())[:3]  # heaviest first
+    if len(rows) == 3 and profile[rows[2][0]:rows[2][1]].sum() < 0.4 * profile[rows[0][0]:rows[0][1]].sum():
+        rows = rows[:2]
     if len(rows) < 2:
         raise ValueError(f"found {len(rows)} MRZ text rows in the located band, expected 2 or 3")
     boxes = []
