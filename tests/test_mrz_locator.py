@@ -136,3 +136,21 @@ def test_the_approved_locator_finds_the_mrz_of_generated_documents_any_way_up():
                                    approved_model_dir("mrz_locator"))
     assert sum(r["count"] for r in results) >= 5, results
     assert sum(r["lines"] for r in results) >= 0.6 * sum(r["of"] for r in results), results
+
+
+def test_a_band_found_over_one_line_is_widened_to_its_neighbours(monkeypatch):
+    """The locator's map on real specimens can cover one MRZ line only: locate looks again with WIDE_MARGIN (here
+    wide enough for this one-cell band, 10 px high between lines 28 px apart)."""
+    monkeypatch.setattr(mrz_locator, "WIDE_MARGIN", 3.0)
+    lines = ["IDMLT9999999<<3<9999999M<999<<", "7309258F0810245MLT0310240<<<<5", "ERIKSSON<<ANNA<MARIA<<<<<<<<<<"]
+    gray, logits = mrz_page(lines, False)
+    middle = np.full_like(logits, -5.0)
+    rows = np.nonzero((logits[..., 0] > 0).any(axis=1))[0]
+    centre = (rows.min() + rows.max()) // 2
+    middle[centre, 3:62, 0] = 5.0
+    middle[centre, 3:62, 1] = 5.0
+    band = mrz_locator.band_image(gray, mrz_locator.band_corners(middle, gray.shape))
+    with pytest.raises(ValueError, match="MRZ text rows"):
+        document_reader.band_line_boxes(band)
+    located = document_reader.locate(np.stack([gray] * 3, axis=-1), lambda x: middle)
+    assert len(located.mrz_lines) >= 2  # the retry found the neighbouring line(s) the narrow band missed

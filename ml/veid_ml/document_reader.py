@@ -237,7 +237,12 @@ def _locate_by_band(gray: np.ndarray, band_logits) -> LocatedDocument:
     if corners is None:
         raise ValueError("no MRZ found: the locator marks no band in the image")
     band = mrz_locator.band_image(gray, corners)
-    mrz_lines = np.stack([fit_line(band[y0:y1, x0:x1]) for x0, y0, x1, y1 in band_line_boxes(band)])
+    try:
+        boxes = band_line_boxes(band)
+    except ValueError:  # a band found over one line only: look again with room for the lines beside it
+        band = mrz_locator.band_image(gray, corners, mrz_locator.WIDE_MARGIN)
+        boxes = band_line_boxes(band)
+    mrz_lines = np.stack([fit_line(band[y0:y1, x0:x1]) for x0, y0, x1, y1 in boxes])
     layout = "TD1" if len(mrz_lines) == 3 else "TD3"
     names, fields, quad = [], np.zeros((0, *mrz_lines.shape[1:]), np.uint8), corners
     try:  # the printed fields of the synthetic layouts, where the card itself is found

@@ -9,7 +9,7 @@
    minimum-area rectangle; "up" is the side of its long axis where the upper-half cells lie. Corners are returned in
    reading order (top-left, top-right, bottom-right, bottom-left of the upright band) in photo px.
 4. band_image: that rectangle cut from the full-resolution grey photo, grown by MARGIN of its height above and
-   below and END_MARGIN at either end, upright.
+   below (WIDE_MARGIN when the reader finds fewer than two lines in it) and END_MARGIN at either end, upright.
 No TensorFlow here: the training data (veid_ml.data.mrz_scenes) and the reader (veid_ml.document_reader) share it.
 """
 
@@ -21,6 +21,7 @@ STRIDE = 8
 GRID = INPUT_SIZE // STRIDE
 PAD = 128
 MARGIN = 0.15  # of the band's height, added above and below: the zone's rim never cuts a character
+WIDE_MARGIN = 1.0  # of the band's height, above and below, when the band held fewer than two lines
 END_MARGIN = 6.0  # of the band's height, added at either end: a band found short still holds its lines' first and last
 # characters (the reader finds each line's own ends in it)
 
@@ -70,13 +71,13 @@ def band_corners(logits: np.ndarray, shape) -> np.ndarray | None:
     return np.float32([c + sx * along * w / 2 + sy * across * h / 2 for sx, sy in ((-1, -1), (1, -1), (1, 1), (-1, 1))])
 
 
-def band_image(gray: np.ndarray, corners: np.ndarray) -> np.ndarray:
+def band_image(gray: np.ndarray, corners: np.ndarray, margin: float = MARGIN) -> np.ndarray:
     """uint8: the band cut from the photo, grown by MARGIN and END_MARGIN, upright (step 4); beyond the photo's
     edges white, like paper (replicated edge pixels would streak into rows of ink). corners: band_corners'."""
     tl, tr, _, bl = corners.astype(np.float64)
     w, h = np.linalg.norm(tr - tl), np.linalg.norm(bl - tl)
     along, across = (tr - tl) / max(w, 1e-6), (bl - tl) / max(h, 1e-6)
-    pad, end = MARGIN * h, END_MARGIN * h
+    pad, end = margin * h, END_MARGIN * h
     origin = tl - end * along - pad * across
     out_w, out_h = max(1, int(round(w + 2 * end))), max(1, int(round(h + 2 * pad)))
     src = np.float32([origin, origin + out_w * along, origin + out_h * across])
