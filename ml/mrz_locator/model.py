@@ -18,10 +18,11 @@ veid_ml.mrz_locator turns the maps into the upright band's corners in the photo.
 import keras
 import tensorflow as tf
 
-from veid_ml.mrz_locator import GRID, INPUT_SIZE
+from veid_ml.mrz_locator import INPUT_SIZE, STRIDE
 
-STEM = ((16, 2), (24, 2), (32, 2))  # (filters, stride): INPUT_SIZE -> GRID
+STEM = ((16, 2), (24, 2), (32, 2))  # (filters, stride): INPUT_SIZE -> the GRID map, STRIDE px per cell
 BODY = (32, 32, 32, 32, 32)  # 3x3 convolutions at the GRID map
+assert STEM[0][1] * STEM[1][1] * STEM[2][1] == STRIDE  # the map's cells are the contract's
 LOGIT_SCALE = 1 / 1024
 LOGIT_BOUND = 32 * 1024  # logits clamped to +-32
 INTEGER_BITS, WEIGHT_BITS, INPUT_BITS = 12, 12, 14  # 10-bit activations and weights: precision -0.31 points
@@ -62,5 +63,3 @@ def serving_signature(model: keras.Model):
 
     return serve
 
-
-assert GRID * 8 == INPUT_SIZE

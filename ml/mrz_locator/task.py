@@ -89,7 +89,8 @@ def epoch_batches(data: dict, cfg: dict, rng: np.random.Generator):
 
 
 def band_logits(serving, images, batch: int = 16) -> np.ndarray:
-    """float64 (n, GRID, GRID) logits from a serving signature: the integer graph's in 1/1024, or the float twin's."""
+    """float64 (n, GRID, GRID, 2) logits from a serving signature: the integer graph's in 1/1024, or the float
+    twin's."""
     import tensorflow as tf
 
     from veid_ml import export

@@ -100,8 +100,8 @@ def _stamp(canvas: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
-def _canvas(page: np.ndarray, band: np.ndarray, framing: str, rng: np.random.Generator, split: str, index: int,
-            seed: int) -> tuple[np.ndarray, np.ndarray, float]:
+def _canvas(page: np.ndarray, band: np.ndarray, framing: str,
+            rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, float]:
     """(canvas RGB uint8, band corners in canvas pixels, perspective strength) for one framing."""
     ph, pw = page.shape[:2]
     if framing in ("tight", "scan") and rng.random() < 0.4:  # the other side above (or beside) the MRZ side
@@ -161,7 +161,7 @@ def scene(index: int, split: str, seed: int = 42) -> tuple[np.ndarray, np.ndarra
     page, _, _, boxes = render_page(person, layout, split, index, seed, rng)
     band = _band(boxes)
     framing = FRAMINGS[int(rng.choice(len(FRAMINGS), p=FRAMING_P))]
-    canvas, band, perspective = _canvas(page, band, framing, rng, split, index, seed)
+    canvas, band, perspective = _canvas(page, band, framing, rng)
     if rng.random() < 0.35:
         canvas = _stamp(canvas, rng)
     h, w = canvas.shape[:2]
