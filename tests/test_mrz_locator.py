@@ -154,3 +154,76 @@ def test_a_band_found_over_one_line_is_widened_to_its_neighbours(monkeypatch):
         document_reader.band_line_boxes(band)
     located = document_reader.locate(np.stack([gray] * 3, axis=-1), lambda x: middle)
     assert len(located.mrz_lines) >= 2  # the retry found the neighbouring line(s) the narrow band missed
+
+
+def test_band_candidates_come_heaviest_first():
+    logits = np.full((GRID, GRID, 2), -5.0)
+    logits[10:13, 5:30, 0] = 2.0  # a light group (75 cells)
+    logits[40:46, 10:50, 0] = 5.0  # a heavy one (240 cells)
+    logits[40:43, 10:50, 1] = 5.0
+    first, second = mrz_locator.band_candidates(logits, (SIZE, SIZE), 3)
+    assert np.array_equal(first, mrz_locator.band_corners(logits, (SIZE, SIZE)))
+    assert np.allclose(first[0], (10 * 8, 40 * 8), atol=1) and np.allclose(second[0][1], 10 * 8, atol=1)
+    assert len(mrz_locator.band_candidates(logits, (SIZE, SIZE), 1)) == 1
+    assert mrz_locator.band_candidates(np.full((GRID, GRID, 2), -1.0), (SIZE, SIZE), 3) == []
+
+
+def test_the_band_reaches_the_photos_edges_and_its_rows_skip_a_card_edge():
+    """A map over the right part of the lines only: the band still holds each line's first character (the band runs
+    to the photo's edges and a line is the ink run through the band), and a card's vertical edge left of the text
+    (a line taller than any character) is not taken for an 'I'."""
+    lines = ["IDMLT9999999<<3<9999999M<999<<", "7309258F0810245MLT0310240<<<<5", "ERIKSSON<<ANNA<MARIA<<<<<<<<<<"]
+    gray, logits = mrz_page(lines, False)
+    gray = gray.copy()
+    gray[150:390, 25:28] = 20  # the card's edge, 12 px left of the text
+    right = logits.copy()
+    right[..., :40, :] = -5.0  # the map covers columns 40-61 (of the text's 3-61)
+    corners = mrz_locator.band_corners(right, gray.shape)
+    band = mrz_locator.band_image(gray, corners)
+    assert band.shape[1] >= gray.shape[1] - 2  # a horizontal band: the photo's whole width
+    boxes = document_reader.band_line_boxes(band, mrz_locator.band_columns(corners, gray.shape))
+    assert len(boxes) == 3
+    text_left = np.nonzero((gray[200:400] < 128).any(axis=0))[0]
+    first_ink = text_left[text_left > 30].min()
+    for x0, y0, x1, y1 in boxes:
+        assert 28 <= x0 <= first_ink  # from beyond the card's edge up to the first character
+        assert band[y0:y1, x0:x1][:, 0].min() > 100  # its rim cuts no character
+
+
+def test_mrz_reading_score_prefers_lines_that_read_as_a_valid_mrz():
+    line_1, line_2 = "P<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<<<<<<<<<", "L898902C36UTO7408122F1204159ZE184226B<<<<<10"
+    score = document_reader.mrz_reading_score
+    valid, broken = score([line_1, line_2]), score([line_1, line_2[:-1] + "1"])  # the composite check digit wrong
+    misread = score([line_1, line_2[:-2] + "0"])  # one character short: no parse
+    visual_zone = score(["Date of expiry 15 APR 12 Signature", line_1])
+    assert valid > broken > misread > visual_zone
+    assert valid[:2] == (1, 1.0) and broken[0] == 1 and broken[1] < 1 and misread[0] == 0
+    td1 = ["I<UTOD231458907<<<<<<<<<<<<<<<", "7408122F1204159UTO<<<<<<<<<<<6", "ERIKSSON<<ANNA<MARIA<<<<<<<<<<"]
+    assert score(td1)[:2] == (1, 1.0) and score(td1[:2]) < score(td1)
+
+
+def read_decoy_page(ocr_dir) -> list[str]:
+    """Run in a fresh process: the approved OCR reads a page whose locator map marks a block of other text as the
+    heaviest group, and the MRZ band one line too high (over the text above it)."""
+    from veid_ml import export
+
+    ocr = export.load_serving(ocr_dir)
+    lines = ["P<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<<<<<<<<<", "L898902C36UTO7408122F1204159ZE184226B<<<<<10"]
+    page = Image.new("L", (640, 400), 235)
+    draw = ImageDraw.Draw(page)
+    draw.text((40, 40), "PASSPORT  UTOPIA  ERIKSSON ANNA MARIA", font=font(MRZ_FONT, 18), fill=20)
+    draw.text((40, 68), "12 AUG 74  F  15 APR 12  ZENITH", font=font(MRZ_FONT, 18), fill=20)
+    draw.text((40, 264), "SIGNATURE OF BEARER  ANNA ERIKSSON", font=font(MRZ_FONT, 18), fill=20)
+    for i, line in enumerate(lines):
+        draw.text((40, 292 + 28 * i), line, font=font(MRZ_FONT, 18), fill=20)
+    logits = np.full((GRID, GRID, 2), -5.0)
+    logits[3:9, 3:50, 0] = 9.0  # the decoy: the heaviest group
+    logits[32:38, 3:62, 0] = 5.0  # rows 264-304 of the page: the line above the MRZ and MRZ line 1
+    logits[32:35, 3:62, 1] = 5.0
+    rgb = np.stack([np.asarray(page)] * 3, axis=-1)
+    return document_reader.read_document(rgb, ocr, lambda x: logits)["mrz_lines"]
+
+
+def test_locate_keeps_the_rows_that_read_as_an_mrz():
+    assert run_in_fresh_process(read_decoy_page, approved_model_dir("ocr_extraction")) == [
+        "P<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<<<<<<<<<", "L898902C36UTO7408122F1204159ZE184226B<<<<<10"]

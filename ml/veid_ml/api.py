@@ -133,9 +133,13 @@ class Verifier:
     def locate_document(self, rgb: np.ndarray) -> document_reader.LocatedDocument:
         started = time.perf_counter()
         try:
-            return document_reader.locate(rgb, self.band_logits)
+            # reading the band's rows to choose the MRZ among them is part of locating (timed here, not in recognise)
+            return document_reader.locate(rgb, self.band_logits, self._read_rows)
         finally:
             self._timed("locate", started)
+
+    def _read_rows(self, rows: np.ndarray) -> tuple[list[str], list[list[float]]]:
+        return document_reader.recognise(self._ocr, rows)
 
     def recognise_lines(self, lines: np.ndarray) -> tuple[list[str], list[list[float]]]:
         started = time.perf_counter()
@@ -188,7 +192,7 @@ class Verifier:
         except ValueError as e:
             result["errors"].append(f"no_document_found: {e}")
             return result
-        texts, confidences = self.recognise_lines(np.concatenate([located.mrz_lines, located.field_lines]))
+        texts, confidences = document_reader.read_located(located, self.recognise_lines)
         started = time.perf_counter()
         reading = document_reader.parse(located, texts, confidences)
         self._timed("parse", started)

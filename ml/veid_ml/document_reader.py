@@ -2,7 +2,10 @@
 
 The pipeline's path (locate with band_logits, the approved mrz_locator model):
 a. the MRZ band: the locator's map -> the upright band cut from the full-resolution photo (veid_ml.mrz_locator),
-b. its lines: the heaviest rows of ink (black-hat) in the band, two or three (band_line_boxes), each with margins,
+b. its lines: the rows of ink (black-hat) in the band (band_rows), each with margins; with a reader (read_lines),
+   every row is read and the 2 or 3 consecutive rows that read most like an MRZ win (mrz_reading_score), over the
+   band, the band widened (WIDE_MARGIN) and the locator's next groups (CANDIDATE_BANDS) until one reads as an MRZ
+   whose check digits all hold; without, the two or three heaviest rows (band_line_boxes),
 c. printed fields: only where steps 1 and 3 below also find a card of the same layout.
 The classical path (without band_logits), written for the synthetic documents and kept for them:
 1. the card: its rim is the longest Canny edge; lines fitted to the straight middle of its four sides meet at the
@@ -101,13 +104,15 @@ def _runs(active: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(edges[::2], edges[1::2]))
 
 
-def ink_columns(ink: np.ndarray, min_gap: int) -> tuple[int, int]:
-    """First and last column of the main text run: column runs closer than `min_gap` px merge into one."""
+def ink_columns(ink: np.ndarray, min_gap: int, near: tuple[int, int] | None = None) -> tuple[int, int]:
+    """First and last column of the main text run: column runs closer than `min_gap` px merge into one; the main run
+    is the one overlapping the columns `near` the most, else (or without `near`) the longest."""
     columns = cv2.dilate((ink > 60).any(axis=0).astype(np.uint8)[None], np.ones((1, min_gap), np.uint8))[0] > 0
     runs = _runs(columns)
     if not runs:
         return 0, ink.shape[1]
-    start, end = max(runs, key=lambda r: r[1] - r[0])
+    a, b = near or (0, 0)
+    start, end = max(runs, key=lambda r: (max(0, min(r[1], b) - max(r[0], a)), r[1] - r[0]))
     return max(0, start + min_gap // 2 - 2), min(ink.shape[1], end - min_gap // 2 + 2)
 
 
@@ -162,43 +167,58 @@ PAPER_MIN = 110  # grey level under which the background around a stroke is not 
 ROW_SHARE = 0.3  # a band row holds text when its inked share is this fraction of the best row's
 
 
-def band_line_boxes(band: np.ndarray) -> list[tuple[int, int, int, int]]:
-    """(x0, y0, x1, y1) of each MRZ line in an upright band image (veid_ml.mrz_locator.band_image), top to bottom.
+Box = tuple[int, int, int, int]  # x0, y0, x1, y1
+
+
+def band_rows(band: np.ndarray, columns: tuple[int, int] | None = None) -> list[tuple[Box, float]]:
+    """Every text row of an upright band image (veid_ml.mrz_locator.band_image), top to bottom: its box and its
+    weight (summed inked share). Rows are looked for in `columns` (mrz_locator.band_columns: the located band
+    itself), each line's ends in the whole width (the ink run through those columns).
 
     Ink: dark strokes (black-hat) on paper (a dark desk's texture and the shadow past a card's edge are not text),
-    without horizontal runs longer than half the band's height (rules, edges).
+    without horizontal runs longer than half the band's height (rules, edges) or vertical runs taller than that (a
+    card's edge beside the text).
     A row of the band is inked when its share of inked columns is at least ROW_SHARE of the best row's; runs of
     inked rows 2 px apart merge (accents, a character's thin middle), runs under half the tallest run's height are
-    dropped (rules, edges). The three heaviest runs are the lines when the third is at least 40% as heavy as the
-    heaviest (TD1), else two. Each box has a third of the line's height above and below and half of it at either end:
+    dropped (rules, edges). Each box has a third of the line's height above and below and half of it at either end:
     margins never cut a character."""
     size = max(3, band.shape[0] // 4)
     ink = ink_map(band, size)
     paper = cv2.morphologyEx(band, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (size, size)))
     ink[paper < PAPER_MIN] = 0
     strokes = (ink > 60).astype(np.uint8)
-    # long horizontal runs are rules and edges, not characters (an MRZ character is narrower than the band's quarter)
-    rules = cv2.morphologyEx(strokes, cv2.MORPH_OPEN, np.ones((1, 2 * size), np.uint8))
+    # long horizontal runs are rules and edges, not characters (an MRZ character is narrower than the band's quarter);
+    # vertical runs taller than half the band are card edges (a character is one line high)
+    rules = (cv2.morphologyEx(strokes, cv2.MORPH_OPEN, np.ones((1, 2 * size), np.uint8))
+             | cv2.morphologyEx(strokes, cv2.MORPH_OPEN, np.ones((2 * size, 1), np.uint8)))
     ink[cv2.dilate(rules, np.ones((3, 3), np.uint8)) > 0] = 0
-    profile = (ink > 60).mean(axis=1)
+    c0, c1 = columns or (0, band.shape[1])
+    profile = (ink[:, c0:c1] > 60).mean(axis=1)
     active = profile >= ROW_SHARE * max(profile.max(), 1e-6)
     active = cv2.morphologyEx(active.astype(np.uint8)[:, None], cv2.MORPH_CLOSE, np.ones((3, 1), np.uint8))[:, 0] > 0
     runs = _runs(active)
     tallest = max((y1 - y0 for y0, y1 in runs), default=0)
-    runs = [(y0, y1) for y0, y1 in runs if y1 - y0 >= tallest / 2]
-    rows = sorted(runs, key=lambda r: -profile[r[0]:r[1]].sum())[:3]  # heaviest first
-    if len(rows) == 3 and profile[rows[2][0]:rows[2][1]].sum() < 0.4 * profile[rows[0][0]:rows[0][1]].sum():
+    rows = []
+    for y0, y1 in runs:
+        if y1 - y0 < tallest / 2:
+            continue
+        height = y1 - y0
+        x0, x1 = ink_columns(ink[y0:y1], max(3, height), (c0, c1))
+        pad_y, pad_x = max(2, height // 3), max(2, height // 2)
+        box = (max(0, x0 - pad_x), max(0, y0 - pad_y), min(band.shape[1], x1 + pad_x), min(band.shape[0], y1 + pad_y))
+        rows.append((box, float(profile[y0:y1].sum())))
+    return rows
+
+
+def band_line_boxes(band: np.ndarray, columns: tuple[int, int] | None = None) -> list[Box]:
+    """The boxes of the MRZ lines among band_rows, top to bottom, without reading them: the three heaviest
+    rows when the third is at least 40% as heavy as the heaviest (TD1), else two. ValueError with fewer than two."""
+    rows = sorted(band_rows(band, columns), key=lambda r: -r[1])[:3]  # heaviest first
+    if len(rows) == 3 and rows[2][1] < 0.4 * rows[0][1]:
         rows = rows[:2]
     if len(rows) < 2:
         raise ValueError(f"found {len(rows)} MRZ text rows in the located band, expected 2 or 3")
-    boxes = []
-    for y0, y1 in sorted(rows):
-        height = y1 - y0
-        x0, x1 = ink_columns(ink[y0:y1], max(3, height))
-        pad_y, pad_x = max(2, height // 3), max(2, height // 2)
-        boxes.append((max(0, x0 - pad_x), max(0, y0 - pad_y), min(band.shape[1], x1 + pad_x),
-                      min(band.shape[0], y1 + pad_y)))
-    return boxes
+    return sorted((box for box, _ in rows), key=lambda box: box[1])
 
 
 @dataclasses.dataclass
@@ -210,19 +230,21 @@ class LocatedDocument:
     mrz_lines: np.ndarray  # uint8 [n, LINE_HEIGHT, LINE_WIDTH], top to bottom
     field_names: list[str]
     field_lines: np.ndarray  # uint8 [len(field_names), LINE_HEIGHT, LINE_WIDTH]
+    mrz_reading: tuple | None = None  # (texts, confidences) of mrz_lines where locating read them already
 
 
-def locate(image_rgb: np.ndarray, band_logits=None) -> LocatedDocument:
+def locate(image_rgb: np.ndarray, band_logits=None, read_lines=None) -> LocatedDocument:
     """Cut out the MRZ and printed-field lines. With band_logits (grey locator input -> the MRZ locator's logits,
-    veid_ml.mrz_locator): the MRZ lines come from the located band, and printed fields are read only where a card
-    outline of the same layout is found too. Without: the card is found, flattened and cut up (steps 1-3 of the
-    module docstring). Raises ValueError naming what was not found."""
+    veid_ml.mrz_locator): the MRZ lines come from the located band (step b; read_lines: fitted lines -> their texts
+    and confidences, e.g. recognise's), and printed fields are read only where a card outline of the same layout is
+    found too. Without: the card is found, flattened and cut up (steps 1-3 of the module docstring). Raises
+    ValueError naming what was not found."""
     image_rgb = np.asarray(image_rgb)
     if image_rgb.ndim != 3 or image_rgb.shape[2] != 3 or image_rgb.dtype != np.uint8:
         raise ValueError(f"expected an RGB uint8 image [H, W, 3], got {image_rgb.dtype} {image_rgb.shape}")
     gray = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2GRAY)
     if band_logits is not None:
-        return _locate_by_band(gray, band_logits)
+        return _locate_by_band(gray, band_logits, read_lines)
     quad = find_card(gray)
     page, layout = flatten_card(gray, quad)
     mrz_boxes = mrz_line_boxes(page, layout)
@@ -232,17 +254,41 @@ def locate(image_rgb: np.ndarray, band_logits=None) -> LocatedDocument:
     return LocatedDocument(layout, quad, np.stack(fitted[:n]), list(fields), np.stack(fitted[n:]))
 
 
-def _locate_by_band(gray: np.ndarray, band_logits) -> LocatedDocument:
-    corners = mrz_locator.band_corners(band_logits(mrz_locator.locator_input(gray)), gray.shape)
-    if corners is None:
-        raise ValueError("no MRZ found: the locator marks no band in the image")
-    band = mrz_locator.band_image(gray, corners)
+CANDIDATE_BANDS = 3  # locator groups looked at, the heaviest first, until one reads as an MRZ with valid checks
+
+
+def mrz_reading_score(texts: list[str]) -> tuple:
+    """How much consecutive recognised lines read like an MRZ, higher is better: lines that parse (veid_ml.mrz) beat
+    any that do not, then the share of check digits that hold; then how near each line's length is to its format's
+    width (30 for three lines, 36 or 44 for two) times its share of MRZ characters, plus a half for a '<<'."""
+    lines = [t.replace(" ", "") for t in texts]
     try:
-        boxes = band_line_boxes(band)
-    except ValueError:  # a band found over one line only: look again with room for the lines beside it
-        band = mrz_locator.band_image(gray, corners, mrz_locator.WIDE_MARGIN)
-        boxes = band_line_boxes(band)
-    mrz_lines = np.stack([fit_line(band[y0:y1, x0:x1]) for x0, y0, x1, y1 in boxes])
+        checks = mrz.parse_mrz(lines).checks
+        parsed, held = 1, sum(checks.values()) / len(checks)
+    except ValueError:
+        parsed, held = 0, 0.0
+    width = 30 if len(lines) == 3 else min((36, 44), key=lambda w: abs(np.mean([len(t) for t in lines]) - w))
+    likeness = np.mean([max(0.0, 1 - abs(len(t) - width) / width) * sum(c in mrz.MRZ_CHARS for c in t) / max(1, len(t))
+                        + 0.5 * ("<<" in t) for t in lines])
+    return parsed, held, float(likeness)
+
+
+def _locate_by_band(gray: np.ndarray, band_logits, read_lines=None) -> LocatedDocument:
+    logits = band_logits(mrz_locator.locator_input(gray))
+    candidates = mrz_locator.band_candidates(logits, gray.shape, CANDIDATE_BANDS if read_lines else 1)
+    if not candidates:
+        raise ValueError("no MRZ found: the locator marks no band in the image")
+    if read_lines is None:
+        band, columns = mrz_locator.band_image(gray, candidates[0]), mrz_locator.band_columns(candidates[0], gray.shape)
+        try:
+            boxes = band_line_boxes(band, columns)
+        except ValueError:  # a band found over one line only: look again with room for the lines beside it
+            band = mrz_locator.band_image(gray, candidates[0], mrz_locator.WIDE_MARGIN)
+            boxes = band_line_boxes(band, columns)
+        mrz_lines, corners = np.stack([fit_line(band[y0:y1, x0:x1]) for x0, y0, x1, y1 in boxes]), candidates[0]
+        reading = None
+    else:
+        mrz_lines, corners, reading = _read_best_rows(gray, candidates, read_lines)
     layout = "TD1" if len(mrz_lines) == 3 else "TD3"
     names, fields, quad = [], np.zeros((0, *mrz_lines.shape[1:]), np.uint8), corners
     try:  # the printed fields of the synthetic layouts, where the card itself is found
@@ -254,7 +300,32 @@ def _locate_by_band(gray: np.ndarray, band_logits) -> LocatedDocument:
             fields = np.stack([fit_line(page[y0:y1, x0:x1]) for x0, y0, x1, y1 in boxes.values()])
     except ValueError:
         pass
-    return LocatedDocument(layout, quad, mrz_lines, names, fields)
+    return LocatedDocument(layout, quad, mrz_lines, names, fields, reading)
+
+
+def _read_best_rows(gray: np.ndarray, candidates: list[np.ndarray], read_lines) -> tuple:
+    """The 2 or 3 consecutive text rows (fitted lines), their band's corners and their reading, over the candidate
+    bands (each cut with MARGIN, then WIDE_MARGIN), whose reading has the best mrz_reading_score; the first that parses
+    with every check valid ends the search."""
+    best_key, best = None, None
+    for rank, corners in enumerate(candidates):
+        for wide, margin in enumerate((mrz_locator.MARGIN, mrz_locator.WIDE_MARGIN)):
+            band = mrz_locator.band_image(gray, corners, margin)
+            rows = [box for box, _ in band_rows(band, mrz_locator.band_columns(corners, gray.shape))]
+            if len(rows) < 2:
+                continue
+            lines = np.stack([fit_line(band[y0:y1, x0:x1]) for x0, y0, x1, y1 in rows])
+            texts, confidences = read_lines(lines)
+            for n in (2, 3):
+                for i in range(len(rows) - n + 1):
+                    key = (*mrz_reading_score(texts[i:i + n]), -rank, -wide)
+                    if best_key is None or key > best_key:
+                        best_key, best = key, (lines[i:i + n], corners, (texts[i:i + n], confidences[i:i + n]))
+            if best_key[:2] == (1, 1.0):
+                return best
+    if best is None:
+        raise ValueError("found fewer than 2 MRZ text rows in every band the locator marks")
+    return best
 
 
 def recognise(ocr_serving, lines: np.ndarray) -> tuple[list[str], list[list[float]]]:
@@ -291,6 +362,17 @@ def parse(located: LocatedDocument, texts: list[str], confidences: list[list[flo
 def read_document(image_rgb: np.ndarray, ocr_serving, band_logits=None) -> dict:
     """Read a photographed TD1 card or TD3 passport page: locate (band_logits: see locate), recognise every line in
     one batch, parse."""
-    located = locate(image_rgb, band_logits)
-    texts, confidences = recognise(ocr_serving, np.concatenate([located.mrz_lines, located.field_lines]))
-    return parse(located, texts, confidences)
+    located = locate(image_rgb, band_logits, lambda lines: recognise(ocr_serving, lines))
+    return parse(located, *read_located(located, lambda lines: recognise(ocr_serving, lines)))
+
+
+def read_located(located: LocatedDocument, read_lines) -> tuple[list[str], list[list[float]]]:
+    """Texts and confidences of the MRZ lines, then the field lines: read_lines (recognise's) reads in one batch what
+    locating has not read already."""
+    if located.mrz_reading is None:
+        return read_lines(np.concatenate([located.mrz_lines, located.field_lines]))
+    texts, confidences = located.mrz_reading
+    if len(located.field_lines):
+        field_texts, field_confidences = read_lines(located.field_lines)
+        texts, confidences = texts + field_texts, confidences + field_confidences
+    return texts, confidences
