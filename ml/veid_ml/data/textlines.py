@@ -37,6 +37,10 @@ FONTS = {
     "test": {"text": ["NotoSans-Regular.ttf", "NotoSerif-Regular.ttf"], "mono": ["FreeMono.ttf"]},
 }
 MRZ_SHARE = 0.4
+# Real cards photographed or scanned whole print their MRZ characters 7-12 px high: a share of lines is captured (blur,
+# noise, JPEG blocks) at 0.35-0.65 of the crop's scale, where O/0, 3/5, 8/0 and E/F differ by a pixel or two.
+LOW_RES_SHARE = 0.35
+LOW_RES_FACTOR = (0.35, 0.65)
 MAX_FIELD_CHARS = 44  # longer printed values wrap onto a second line on real documents; 44 still reads at 32 x 512
 _MONTHS = ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"]
 LABELS = ["Surname / Nom", "Given names / Prénoms", "Date of birth / Date de naissance", "Nationality / Nationalité",
@@ -270,7 +274,12 @@ def render_line(text: str, font_name: str, rng: np.random.Generator, tracking: f
     alpha = np.zeros((height, width), np.float32)
     alpha[y0: y0 + new_h, left: left + new_w] = np.clip(mask, 0, 1) * rng.uniform(0.8, 1.0)
     gray = bg * (1 - alpha) + ink * alpha
-    return capture_gray(gray, camera.random_params(rng, rng.uniform(0.2, 1.0)), rng)
+    params = camera.random_params(rng, rng.uniform(0.2, 1.0))
+    if rng.random() < LOW_RES_SHARE:  # captured at a low native resolution, then fitted up as the reader fits a crop
+        factor = rng.uniform(*LOW_RES_FACTOR)
+        small = cv2.resize(gray, (round(width * factor), round(height * factor)), interpolation=cv2.INTER_AREA)
+        return cv2.resize(capture_gray(small, params, rng), (width, height), interpolation=cv2.INTER_LINEAR)
+    return capture_gray(gray, params, rng)
 
 
 def capture_gray(gray: np.ndarray, params: dict, rng: np.random.Generator) -> np.ndarray:
