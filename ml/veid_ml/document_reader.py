@@ -180,8 +180,8 @@ def band_rows(band: np.ndarray, columns: tuple[int, int] | None = None) -> list[
     card's edge beside the text).
     A row of the band is inked when its share of inked columns is at least ROW_SHARE of the best row's; runs of
     inked rows 2 px apart merge (accents, a character's thin middle), runs under half the tallest run's height are
-    dropped (rules, edges). Each box has a third of the line's height above and below and half of it at either end:
-    margins never cut a character."""
+    dropped (rules, edges). Each box has a third of the line's height above and below and half of it at either end
+    (short of a card edge): margins never cut a character."""
     size = max(3, band.shape[0] // 4)
     ink = ink_map(band, size)
     paper = cv2.morphologyEx(band, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (size, size)))
@@ -189,8 +189,8 @@ def band_rows(band: np.ndarray, columns: tuple[int, int] | None = None) -> list[
     strokes = (ink > 60).astype(np.uint8)
     # long horizontal runs are rules and edges, not characters (an MRZ character is narrower than the band's quarter);
     # vertical runs taller than half the band are card edges (a character is one line high)
-    rules = (cv2.morphologyEx(strokes, cv2.MORPH_OPEN, np.ones((1, 2 * size), np.uint8))
-             | cv2.morphologyEx(strokes, cv2.MORPH_OPEN, np.ones((2 * size, 1), np.uint8)))
+    edges = cv2.morphologyEx(strokes, cv2.MORPH_OPEN, np.ones((2 * size, 1), np.uint8))
+    rules = cv2.morphologyEx(strokes, cv2.MORPH_OPEN, np.ones((1, 2 * size), np.uint8)) | edges
     ink[cv2.dilate(rules, np.ones((3, 3), np.uint8)) > 0] = 0
     c0, c1 = columns or (0, band.shape[1])
     profile = (ink[:, c0:c1] > 60).mean(axis=1)
@@ -205,7 +205,13 @@ def band_rows(band: np.ndarray, columns: tuple[int, int] | None = None) -> list[
         height = y1 - y0
         x0, x1 = ink_columns(ink[y0:y1], max(3, height), (c0, c1))
         pad_y, pad_x = max(2, height // 3), max(2, height // 2)
-        box = (max(0, x0 - pad_x), max(0, y0 - pad_y), min(band.shape[1], x1 + pad_x), min(band.shape[0], y1 + pad_y))
+        # the margin at either end stops short of a card edge (the recogniser would read it as an 'I')
+        edge_columns = np.flatnonzero(edges[max(0, y0 - pad_y):y1 + pad_y].any(axis=0))
+        left = edge_columns[(edge_columns < x0) & (edge_columns >= x0 - pad_x)]
+        right = edge_columns[(edge_columns >= x1) & (edge_columns < x1 + pad_x)]
+        start = left.max() + 2 if len(left) else x0 - pad_x
+        end = right.min() - 1 if len(right) else x1 + pad_x
+        box = (max(0, start), max(0, y0 - pad_y), min(band.shape[1], end), min(band.shape[0], y1 + pad_y))
         rows.append((box, float(profile[y0:y1].sum())))
     return rows
 
