@@ -1,9 +1,12 @@
 """ICAO 9303 MRZ: check digits, building, parsing, and real specimen MRZs from the spec."""
 
+import json
+from pathlib import Path
+
 import pytest
 
-from veid_ml.mrz import (build_td1, build_td2, build_td3, check_digit, name_field, parse_mrz,
-                         transliterate)
+from veid_ml.mrz import (BUILDERS, build_td1, build_td2, build_td3, check_digit, correct_reading, name_field,
+                         parse_mrz, transliterate)
 
 # Specimens printed in ICAO Doc 9303 (8th edition): Part 4 Fig. A-1 (TD3), Part 5 Fig. A-2 (TD1), Part 6 Fig. A-1
 # (TD2), Part 7 Fig. 11 and 12 (MRV-A, MRV-B).
@@ -168,3 +171,36 @@ def test_bad_build_fields_raise():
         build_td3(dict(ANNA, sex="female"))
     with pytest.raises(ValueError, match="missing"):
         build_td1({"surname": "X"})
+
+
+# --- reading a recognised MRZ (correct_reading); the same cases are Go's (pkg/inference CorrectReading) -----------
+
+READINGS = Path(__file__).resolve().parents[1] / "pkg" / "inference" / "testdata" / "mrz_readings.json"
+
+
+@pytest.mark.parametrize("case", json.loads(READINGS.read_text(encoding="utf-8")), ids=lambda c: c["note"][:40])
+def test_correct_reading_cases_shared_with_go(case):
+    assert correct_reading(case["read"])[0] == case["corrected"]
+
+
+def test_correct_reading_leaves_every_well_read_mrz_as_it_is():
+    """Printed MRZs (the specimens, and generated holders in every format) are never changed: only characters a
+    position cannot hold are."""
+    from veid_ml.data.identity_fields import mrz_fields, person_fields
+
+    readings = [TD3, TD1, TD2, MRVA, MRVB]
+    for i in range(150):
+        layout = ("TD1", "TD2", "TD3")[i % 3]
+        readings.append(BUILDERS[layout](mrz_fields(person_fields("test", i, 42), layout)))
+    for lines in readings:
+        assert correct_reading(lines)[0] == lines
+
+
+def test_correct_reading_keeps_confidences_aligned():
+    read = ["P<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<<<<<<<<", TD3[1]]  # one filler short
+    confidences = [[0.9] * 25 + [0.8] * 5 + [0.4] + [0.8] * 12, [0.7] * 44]  # the filler run: characters 26-43
+    lines, fixed = correct_reading(read, confidences)
+    assert lines == TD3 and [len(c) for c in fixed] == [44, 44]
+    assert fixed[0] == [0.9] * 25 + [0.4] * 19  # the mended run: its lowest confidence
+    assert parse_mrz(lines, fixed).valid
+    assert confidences[0] == [0.9] * 25 + [0.8] * 5 + [0.4] + [0.8] * 12  # the caller's lists are not changed

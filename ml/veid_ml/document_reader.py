@@ -264,10 +264,11 @@ CANDIDATE_BANDS = 3  # locator groups looked at, the heaviest first, until one r
 
 
 def mrz_reading_score(texts: list[str]) -> tuple:
-    """How much consecutive recognised lines read like an MRZ, higher is better: lines that parse (veid_ml.mrz) beat
+    """How much consecutive recognised lines read like an MRZ, higher is better: lines that parse (veid_ml.mrz, after
+    correct_reading) beat
     any that do not, then the share of check digits that hold; then how near each line's length is to its format's
     width (30 for three lines, 36 or 44 for two) times its share of MRZ characters, plus a half for a '<<'."""
-    lines = [t.replace(" ", "") for t in texts]
+    lines, _ = mrz.correct_reading([t.replace(" ", "") for t in texts])
     try:
         checks = mrz.parse_mrz(lines).checks
         parsed, held = 1, sum(checks.values()) / len(checks)
@@ -344,14 +345,16 @@ def recognise(ocr_serving, lines: np.ndarray) -> tuple[list[str], list[list[floa
 
 def parse(located: LocatedDocument, texts: list[str], confidences: list[list[float]]) -> dict:
     """The reading of a located document from the recogniser's texts (MRZ lines first, then the printed fields):
-    {"layout", "document_quad" (4 corners in image pixels), "mrz_lines", "mrz" (parsed fields, checks, failed_checks,
+    {"layout", "document_quad" (4 corners in image pixels), "mrz_lines" (spaces dropped, then mrz.correct_reading),
+    "mrz" (parsed fields, checks, failed_checks,
     valid, per-field confidences; None if the lines do not form an MRZ), "fields" (printed values by name),
     "field_confidences" (lowest character confidence per printed field)}."""
     n = len(located.mrz_lines)
     kept = [[(ch, cf) for ch, cf in zip(t, c) if ch != " "] for t, c in zip(texts[:n], confidences[:n])]  # no spaces
-    mrz_lines = ["".join(ch for ch, _ in line) for line in kept]
+    mrz_lines, mrz_confidences = mrz.correct_reading(["".join(ch for ch, _ in line) for line in kept],
+                                                     [[cf for _, cf in line] for line in kept])
     try:
-        parsed = mrz.parse_mrz(mrz_lines, [[cf for _, cf in line] for line in kept])
+        parsed = mrz.parse_mrz(mrz_lines, mrz_confidences)
         mrz_doc = {**dataclasses.asdict(parsed), "failed_checks": parsed.failed_checks, "valid": parsed.valid}
     except ValueError:  # misread line lengths or characters: report the raw lines, no parse
         mrz_doc = None

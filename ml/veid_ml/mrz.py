@@ -250,6 +250,66 @@ def _number_from(r: _Reader, line: int, start: int, optional_line: int, optional
     return number.strip("<"), ok, optional.strip("<")
 
 
+# Reading a recognised MRZ (correct_reading). The recogniser also reads printed fields, so it has lower case and
+# accents, which an MRZ never has; and on small print it confuses look-alikes that the position's kind tells apart
+# (ICAO 9303 Part 3-7: dates and check digits are digits; document codes, states, nationality, sex and names letters).
+_FOLD = {**{c: c.upper() for c in "abcdefghijklmnopqrstuvwxyz"},
+         **dict(zip("ÀÁÂÄÅÇÈÉÊËÍÎÏÑÓÔÖØÚÛÜàáâäåçèéêëíîïñóôöøúûü", "AAAAACEEEEIIINOOOOUUU" * 2))}
+_AS_DIGIT = {"O": "0", "I": "1", "Z": "2", "S": "5", "G": "6", "B": "8"}
+_AS_LETTER = {digit: letter for letter, digit in _AS_DIGIT.items()}
+# What each position may hold, per format: A letters or '<', N digits or '<', x anything (document numbers and
+# optional data are alphanumeric, and so is a document code's second character, e.g. the US "C1": a look-alike there is
+# left as read).
+_SECOND_LINE_START = "x" * 9 + "N" + "AAA" + "N" * 7 + "A" + "N" * 7  # number, check, nationality, birth, sex, expiry
+_POSITION_KINDS = {
+    "TD1": ("AxAAA" + "x" * 9 + "N" + "x" * 15, "N" * 7 + "A" + "N" * 7 + "AAA" + "x" * 11 + "N", "A" * 30),
+    "TD2": ("Ax" + "A" * 34, _SECOND_LINE_START + "x" * 7 + "N"),
+    "MRV-B": ("Ax" + "A" * 34, _SECOND_LINE_START + "x" * 8),
+    "TD3": ("Ax" + "A" * 42, _SECOND_LINE_START + "x" * 14 + "NN"),
+    "MRV-A": ("Ax" + "A" * 42, _SECOND_LINE_START + "x" * 16),
+}
+MAX_FILLER_FIX = 2  # '<' characters added to or taken from a line's longest filler run to reach its format's width
+
+
+def correct_reading(lines: list[str], confidences: list[list[float]] | None = None):
+    """A recogniser's reading of MRZ lines (spaces already dropped) as MRZ characters: (lines, confidences).
+
+    1. lower case and accented letters become the capital letter (a -> A, À -> A);
+    2. the format is told by the line count and lengths (3 lines: 30 wide; 2: 36 or 44, whichever is nearer; a first
+       line starting with 'V' is a visa); a line up to MAX_FILLER_FIX characters off that width gets '<' added to or
+       taken from its longest run of fillers (long runs of '<' are where a count slips);
+    3. in a line of the format's width, a digit where only letters may stand becomes its look-alike letter (0 -> O,
+       1 -> I, ...) and a letter where only digits may stand its look-alike digit (_POSITION_KINDS).
+    Anything else is left as read, so parse_mrz still refuses what is not an MRZ and check digits still catch what
+    was misread. A mended run's fillers all get its lowest confidence."""
+    lines = ["".join(_FOLD.get(c, c) for c in line) for line in lines]
+    confidences = [list(c) for c in confidences] if confidences is not None else None
+    if len(lines) == 3:
+        width = 30
+    elif len(lines) == 2:
+        width = 44 if sum(len(line) for line in lines) / 2 > 40 else 36
+    else:
+        return lines, confidences
+    fmt = {30: "TD1", 36: "TD2", 44: "TD3"}[width]
+    if fmt != "TD1" and lines[0][:1] == "V":
+        fmt = {"TD2": "MRV-B", "TD3": "MRV-A"}[fmt]
+    for i, line in enumerate(lines):
+        off = len(line) - width
+        runs = [m for m in re.finditer("<{2,}", line) if m.end() - m.start() > max(off, 0)]
+        if 0 < abs(off) <= MAX_FILLER_FIX and runs:
+            run = max(runs, key=lambda m: (m.end() - m.start(), m.start()))  # the longest, the last of equals
+            lines[i] = line[:run.start()] + "<" * (run.end() - run.start() - off) + line[run.end():]
+            if confidences is not None:
+                c = confidences[i]
+                filler = [min(c[run.start():run.end()])] * (run.end() - run.start() - off)
+                confidences[i] = c[:run.start()] + filler + c[run.end():]
+    for i, (line, kinds) in enumerate(zip(lines, _POSITION_KINDS[fmt])):
+        if len(line) == width:
+            lines[i] = "".join(_AS_LETTER.get(c, c) if k == "A" else _AS_DIGIT.get(c, c) if k == "N" else c
+                               for c, k in zip(line, kinds))
+    return lines, confidences
+
+
 def parse_mrz(lines: list[str], confidences: list[list[float]] | None = None) -> MRZResult:
     """Parse TD1/TD2/TD3/MRV-A/MRV-B lines and verify every check digit the format defines."""
     if isinstance(lines, str):

@@ -103,8 +103,8 @@ type reading struct {
 	errors      []string   // "code" or "code: detail", in Python's order
 }
 
-// read is Verifier._read for located lines: the portrait, the MRZ lines (spaces dropped, document_reader.parse),
-// the parsed MRZ or the reason it could not be read.
+// read is Verifier._read for located lines: the portrait, the MRZ lines (spaces dropped, then CorrectReading:
+// document_reader.parse), the parsed MRZ or the reason it could not be read.
 func (v *Verifier) read(faces []Face, lines *Lines) (*reading, error) {
 	r := &reading{mrzLines: []string{}, checks: []Check{}}
 	if len(faces) > 0 {
@@ -129,6 +129,7 @@ func (v *Verifier) read(faces []Face, lines *Lines) (*reading, error) {
 	for _, t := range texts[:lines.MRZCount] {
 		r.mrzLines = append(r.mrzLines, strings.ReplaceAll(t, " ", "")) // characters that are spaces are dropped
 	}
+	r.mrzLines = CorrectReading(r.mrzLines)
 	mrz, err := ParseMRZ(r.mrzLines)
 	if err != nil {
 		r.errors = append(r.errors, "mrz_unreadable: the MRZ lines do not have an MRZ's lengths and characters")

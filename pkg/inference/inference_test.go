@@ -359,3 +359,27 @@ func TestScoring(t *testing.T) {
 		t.Errorf("30 February: %v", r)
 	}
 }
+
+// TestCorrectReading runs the cases tests/test_mrz.py also runs against mrz.correct_reading.
+func TestCorrectReading(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("testdata", "mrz_readings.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cases []struct {
+		Note      string   `json:"note"`
+		Read      []string `json:"read"`
+		Corrected []string `json:"corrected"`
+	}
+	if err := json.Unmarshal(data, &cases); err != nil {
+		t.Fatal(err)
+	}
+	if len(cases) == 0 {
+		t.Fatal("no cases in testdata/mrz_readings.json")
+	}
+	for _, c := range cases {
+		if got := CorrectReading(c.Read); !reflect.DeepEqual(got, c.Corrected) {
+			t.Errorf("%s: CorrectReading(%q) = %q, want %q", c.Note, c.Read, got, c.Corrected)
+		}
+	}
+}

@@ -216,3 +216,115 @@ func orderedChecks(checks map[string]bool, order ...string) []Check {
 	}
 	return out
 }
+
+// Reading a recognised MRZ: mrz.correct_reading (without confidences), line for line.
+var (
+	foldFrom   = []rune("abcdefghijklmnopqrstuvwxyzÀÁÂÄÅÇÈÉÊËÍÎÏÑÓÔÖØÚÛÜàáâäåçèéêëíîïñóôöøúûü")
+	foldTo     = []rune("ABCDEFGHIJKLMNOPQRSTUVWXYZAAAAACEEEEIIINOOOOUUUAAAAACEEEEIIINOOOOUUU")
+	asDigit    = map[rune]rune{'O': '0', 'I': '1', 'Z': '2', 'S': '5', 'G': '6', 'B': '8'}
+	asLetter   = map[rune]rune{'0': 'O', '1': 'I', '2': 'Z', '5': 'S', '6': 'G', '8': 'B'}
+	secondLine = strings.Repeat("x", 9) + "N" + "AAA" + strings.Repeat("N", 7) + "A" + strings.Repeat("N", 7)
+	// positionKinds is mrz._POSITION_KINDS: A letters or '<', N digits or '<', x anything.
+	positionKinds = map[string][]string{
+		"TD1": {"AxAAA" + strings.Repeat("x", 9) + "N" + strings.Repeat("x", 15),
+			strings.Repeat("N", 7) + "A" + strings.Repeat("N", 7) + "AAA" + strings.Repeat("x", 11) + "N",
+			strings.Repeat("A", 30)},
+		"TD2":   {"Ax" + strings.Repeat("A", 34), secondLine + strings.Repeat("x", 7) + "N"},
+		"MRV-B": {"Ax" + strings.Repeat("A", 34), secondLine + strings.Repeat("x", 8)},
+		"TD3":   {"Ax" + strings.Repeat("A", 42), secondLine + strings.Repeat("x", 14) + "NN"},
+		"MRV-A": {"Ax" + strings.Repeat("A", 42), secondLine + strings.Repeat("x", 16)},
+	}
+)
+
+// maxFillerFix is mrz.MAX_FILLER_FIX.
+const maxFillerFix = 2
+
+// CorrectReading is mrz.correct_reading: lower case and accents folded to capitals, a line up to maxFillerFix
+// characters off its format's width mended in its longest filler run, look-alike digits and letters swapped where
+// the position allows only the other kind.
+func CorrectReading(lines []string) []string {
+	fold := make(map[rune]rune, len(foldFrom))
+	for i, r := range foldFrom {
+		fold[r] = foldTo[i]
+	}
+	out := make([][]rune, len(lines))
+	total := 0
+	for i, line := range lines {
+		for _, r := range line {
+			if f, ok := fold[r]; ok {
+				r = f
+			}
+			out[i] = append(out[i], r)
+		}
+		total += len(out[i])
+	}
+	strs := func() []string {
+		s := make([]string, len(out))
+		for i, r := range out {
+			s[i] = string(r)
+		}
+		return s
+	}
+	width := 0
+	switch {
+	case len(out) == 3:
+		width = 30
+	case len(out) == 2 && total > 80: // the mean length nearer 44 than 36
+		width = 44
+	case len(out) == 2:
+		width = 36
+	default:
+		return strs()
+	}
+	format := map[int]string{30: "TD1", 36: "TD2", 44: "TD3"}[width]
+	if format != "TD1" && len(out[0]) > 0 && out[0][0] == 'V' {
+		format = map[string]string{"TD2": "MRV-B", "TD3": "MRV-A"}[format]
+	}
+	for i, line := range out {
+		off := len(line) - width
+		if off == 0 || off > maxFillerFix || off < -maxFillerFix {
+			continue
+		}
+		// the longest run of two or more '<' (the last of equals), longer than the fillers to take out
+		bestStart, bestLen := -1, 0
+		for j := 0; j < len(line); {
+			if line[j] != '<' {
+				j++
+				continue
+			}
+			k := j
+			for k < len(line) && line[k] == '<' {
+				k++
+			}
+			if n := k - j; n >= 2 && n > off && n >= bestLen {
+				bestStart, bestLen = j, n
+			}
+			j = k
+		}
+		if bestStart < 0 {
+			continue
+		}
+		mended := append([]rune{}, line[:bestStart]...)
+		for n := 0; n < bestLen-off; n++ {
+			mended = append(mended, '<')
+		}
+		out[i] = append(mended, line[bestStart+bestLen:]...)
+	}
+	for i, kinds := range positionKinds[format] {
+		if len(out[i]) != width {
+			continue
+		}
+		for j, r := range out[i] {
+			if kinds[j] == 'A' {
+				if l, ok := asLetter[r]; ok {
+					out[i][j] = l
+				}
+			} else if kinds[j] == 'N' {
+				if d, ok := asDigit[r]; ok {
+					out[i][j] = d
+				}
+			}
+		}
+	}
+	return strs()
+}

@@ -9,7 +9,8 @@ all_check_digits_valid true/false, source_path, note). Every engine reads the wh
              rapidocr-onnxruntime`; RapidOCR is not a project dependency).
 Tesseract's and RapidOCR's text lines go through the same MRZ-candidate selection: lines that, with spaces removed,
 have at least 28 characters and contain '<<'; the last 3 of them when the last one's length is nearest 30 (TD1),
-else the last 2 (36 or 44).
+else the last 2 (36 or 44); then the correction ours applies to its own reading (veid_ml.mrz.correct_reading: case,
+accents, a miscounted filler, look-alikes where a position allows one kind only).
 Scoring, the same for every engine: a predicted line has its spaces removed and is uppercased; it is exact when it
 equals the label's line; a document is exact when it has exactly the labelled number of lines, all exact. "valid"
 counts, among documents labelled all_check_digits_valid=true, those whose prediction is a strict MRZ
@@ -83,13 +84,16 @@ def normalise(line: str) -> str:
 
 
 def mrz_candidates(text_lines: list[str]) -> list[str]:
-    """The MRZ lines among OCR output lines (top to bottom): the last 2 or 3 lines of >= 28 characters with '<<'."""
+    """The MRZ lines among OCR output lines (top to bottom): the last 2 or 3 lines of >= 28 characters with '<<',
+    corrected as our pipeline corrects its own reading (veid_ml.mrz.correct_reading)."""
+    from veid_ml import mrz
+
     candidates = [normalise(t) for t in text_lines]
     candidates = [c for c in candidates if len(c) >= MIN_CANDIDATE and "<<" in c]
     if not candidates:
         return []
     nearest = min((30, 36, 44), key=lambda width: abs(len(candidates[-1]) - width))
-    return candidates[-(3 if nearest == 30 else 2):]
+    return mrz.correct_reading(candidates[-(3 if nearest == 30 else 2):])[0]
 
 
 def score_document(label: list[str], predicted: list[str], all_valid: bool) -> dict:
