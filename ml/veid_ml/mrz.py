@@ -269,6 +269,11 @@ _POSITION_KINDS = {
     "MRV-A": ("Ax" + "A" * 42, _SECOND_LINE_START + "x" * 16),
 }
 MAX_FILLER_FIX = 2  # '<' characters added to or taken from a line's longest filler run to reach its format's width
+# (line, start, end) of the alphanumeric numbers a check digit (at end) covers: the document number (and TD3's
+# personal number), where O and 0 cannot be told apart by position.
+_CHECKED_NUMBERS = {"TD1": [(0, 5, 14)], "TD2": [(1, 0, 9)], "MRV-B": [(1, 0, 9)], "TD3": [(1, 0, 9), (1, 28, 42)],
+                    "MRV-A": [(1, 0, 9)]}
+MAX_AMBIGUOUS = 4  # O/0 characters in one number whose spellings are tried (2^4 = 16)
 
 
 def correct_reading(lines: list[str], confidences: list[list[float]] | None = None):
@@ -279,7 +284,9 @@ def correct_reading(lines: list[str], confidences: list[list[float]] | None = No
        line starting with 'V' is a visa); a line up to MAX_FILLER_FIX characters off that width gets '<' added to or
        taken from its longest run of fillers (long runs of '<' are where a count slips);
     3. in a line of the format's width, a digit where only letters may stand becomes its look-alike letter (0 -> O,
-       1 -> I, ...) and a letter where only digits may stand its look-alike digit (_POSITION_KINDS).
+       1 -> I, ...) and a letter where only digits may stand its look-alike digit (_POSITION_KINDS);
+    4. a document (or TD3 personal) number whose check digit fails as read, with 1 to MAX_AMBIGUOUS O or 0 in it,
+       takes the one other spelling of its O and 0 for which the check digit holds, if exactly one does.
     Anything else is left as read, so parse_mrz still refuses what is not an MRZ and check digits still catch what
     was misread. A mended run's fillers all get its lowest confidence."""
     lines = ["".join(_FOLD.get(c, c) for c in line) for line in lines]
@@ -307,7 +314,31 @@ def correct_reading(lines: list[str], confidences: list[list[float]] | None = No
         if len(line) == width:
             lines[i] = "".join(_AS_LETTER.get(c, c) if k == "A" else _AS_DIGIT.get(c, c) if k == "N" else c
                                for c, k in zip(line, kinds))
+    for i, start, end in _CHECKED_NUMBERS[fmt]:
+        if len(lines[i]) == width:
+            lines[i] = lines[i][:start] + _spell_by_check(lines[i][start:end], lines[i][end]) + lines[i][end:]
     return lines, confidences
+
+
+def _spell_by_check(number: str, digit: str) -> str:
+    """Step 4 of correct_reading for one number and its check digit."""
+    spots = [i for i, c in enumerate(number) if c in "O0"]
+    if digit not in "0123456789" or not 0 < len(spots) <= MAX_AMBIGUOUS:
+        return number
+    try:
+        if check_digit(number) == digit:
+            return number
+    except ValueError:  # characters an MRZ cannot hold: parse_mrz refuses the line anyway
+        return number
+    fits = []
+    for mask in range(1, 2 ** len(spots)):  # every other spelling: bit k flips the k-th O/0
+        spelt = list(number)
+        for k, i in enumerate(spots):
+            if mask >> k & 1:
+                spelt[i] = "0" if spelt[i] == "O" else "O"
+        if check_digit("".join(spelt)) == digit:
+            fits.append("".join(spelt))
+    return fits[0] if len(fits) == 1 else number
 
 
 def parse_mrz(lines: list[str], confidences: list[list[float]] | None = None) -> MRZResult:

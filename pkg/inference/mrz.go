@@ -236,12 +236,57 @@ var (
 	}
 )
 
-// maxFillerFix is mrz.MAX_FILLER_FIX.
-const maxFillerFix = 2
+// maxFillerFix is mrz.MAX_FILLER_FIX; maxAmbiguous is mrz.MAX_AMBIGUOUS.
+const (
+	maxFillerFix = 2
+	maxAmbiguous = 4
+)
+
+// checkedNumbers is mrz._CHECKED_NUMBERS: {line, start, end} of the numbers a check digit (at end) covers.
+var checkedNumbers = map[string][][3]int{
+	"TD1": {{0, 5, 14}}, "TD2": {{1, 0, 9}}, "MRV-B": {{1, 0, 9}}, "TD3": {{1, 0, 9}, {1, 28, 42}}, "MRV-A": {{1, 0, 9}},
+}
+
+// spellByCheck is mrz._spell_by_check: the one other spelling of a number's O and 0 for which its check digit
+// holds, when it fails as read and exactly one does.
+func spellByCheck(number []rune, digit rune) []rune {
+	var spots []int
+	for i, r := range number {
+		if r == 'O' || r == '0' {
+			spots = append(spots, i)
+		}
+	}
+	if digit < '0' || digit > '9' || len(spots) == 0 || len(spots) > maxAmbiguous {
+		return number
+	}
+	if d, err := CheckDigit(string(number)); err != nil || rune(d[0]) == digit {
+		return number
+	}
+	var fits [][]rune
+	for mask := 1; mask < 1<<len(spots); mask++ {
+		spelt := append([]rune{}, number...)
+		for k, i := range spots {
+			if mask>>k&1 == 1 {
+				if spelt[i] == 'O' {
+					spelt[i] = '0'
+				} else {
+					spelt[i] = 'O'
+				}
+			}
+		}
+		if d, err := CheckDigit(string(spelt)); err == nil && rune(d[0]) == digit {
+			fits = append(fits, spelt)
+		}
+	}
+	if len(fits) == 1 {
+		return fits[0]
+	}
+	return number
+}
 
 // CorrectReading is mrz.correct_reading: lower case and accents folded to capitals, a line up to maxFillerFix
 // characters off its format's width mended in its longest filler run, look-alike digits and letters swapped where
-// the position allows only the other kind.
+// the position allows only the other kind, a number's O and 0 spelt as its check digit allows (one way only).
 func CorrectReading(lines []string) []string {
 	fold := make(map[rune]rune, len(foldFrom))
 	for i, r := range foldFrom {
@@ -325,6 +370,14 @@ func CorrectReading(lines []string) []string {
 				}
 			}
 		}
+	}
+	for _, n := range checkedNumbers[format] {
+		line, start, end := n[0], n[1], n[2]
+		if len(out[line]) != width {
+			continue
+		}
+		spelt := spellByCheck(append([]rune{}, out[line][start:end]...), out[line][end])
+		out[line] = append(append(append([]rune{}, out[line][:start]...), spelt...), out[line][end:]...)
 	}
 	return strs()
 }
