@@ -15,8 +15,9 @@ The pipeline (each stage timed in `Verifier.timings` after a call):
   the detector's landmarks) -> liveness (liveness_detection on the selfie's 128 px eye-aligned crop) -> embed
   (facial_verification's `embed` on dlib's 150 px five-point chips of the selfie and of the document's largest
   face, in one batch) -> locate (mrz_locator's band map on the document photo -> veid_ml.mrz_locator's upright band
-  -> document_reader's MRZ lines; printed field lines where the card outline is found too) -> recognise
-  (ocr_extraction) -> parse (MRZ, check digits, expiry; veid_ml.scoring).
+  -> document_reader's text rows, read by ocr_extraction, the 2 or 3 that read as an MRZ kept; printed field lines
+  where the card outline is found too) -> recognise (ocr_extraction: the field lines; the MRZ lines were read while
+  locating) -> parse (mrz.correct_reading, MRZ check digits, expiry; veid_ml.scoring).
 All five models are integer consensus graphs (veid_ml.integer: uint8 images in; boxes and landmarks in 1/16 px,
 basis points, Q14 embeddings and OCR labels out; the same bytes on every CPU). The score and decision are integer
 arithmetic on those (veid_ml.scoring).

@@ -264,10 +264,10 @@ CANDIDATE_BANDS = 3  # locator groups looked at, the heaviest first, until one r
 
 
 def mrz_reading_score(texts: list[str]) -> tuple:
-    """How much consecutive recognised lines read like an MRZ, higher is better: lines that parse (veid_ml.mrz, after
-    correct_reading) beat
-    any that do not, then the share of check digits that hold; then how near each line's length is to its format's
-    width (30 for three lines, 36 or 44 for two) times its share of MRZ characters, plus a half for a '<<'."""
+    """How much consecutive recognised lines read like an MRZ, higher is better: lines that parse (mrz.parse_mrz,
+    after mrz.correct_reading) beat any that do not, then the share of check digits that hold; then how near each
+    line's length is to its format's width (30 for three lines, 36 or 44 for two) times its share of MRZ characters,
+    plus a half for a '<<'."""
     lines, _ = mrz.correct_reading([t.replace(" ", "") for t in texts])
     try:
         checks = mrz.parse_mrz(lines).checks
@@ -346,9 +346,8 @@ def recognise(ocr_serving, lines: np.ndarray) -> tuple[list[str], list[list[floa
 def parse(located: LocatedDocument, texts: list[str], confidences: list[list[float]]) -> dict:
     """The reading of a located document from the recogniser's texts (MRZ lines first, then the printed fields):
     {"layout", "document_quad" (4 corners in image pixels), "mrz_lines" (spaces dropped, then mrz.correct_reading),
-    "mrz" (parsed fields, checks, failed_checks,
-    valid, per-field confidences; None if the lines do not form an MRZ), "fields" (printed values by name),
-    "field_confidences" (lowest character confidence per printed field)}."""
+    "mrz" (parsed fields, checks, failed_checks, valid, per-field confidences; None if the lines do not form an MRZ),
+    "fields" (printed values by name), "field_confidences" (lowest character confidence per printed field)}."""
     n = len(located.mrz_lines)
     kept = [[(ch, cf) for ch, cf in zip(t, c) if ch != " "] for t, c in zip(texts[:n], confidences[:n])]  # no spaces
     mrz_lines, mrz_confidences = mrz.correct_reading(["".join(ch for ch, _ in line) for line in kept],
