@@ -67,6 +67,23 @@ def test_text_line_other_sizes_and_longest_mrz_fit():
     assert mask.max() > 0.9
 
 
+def test_low_resolution_lines_only_in_training_unless_asked():
+    """Train lines are captured small at LOW_RES_SHARE; validation and test lines never (the specification's test
+    set), unless a low-resolution test set asks for them: the same text, softer (less high-frequency energy)."""
+    def sharpness(image):
+        return float(np.abs(np.diff(image.astype(np.float32), axis=1)).mean())
+
+    for i in range(4):
+        standard, text, _ = textlines.text_line_sample(i, "test")
+        assert np.array_equal(standard, textlines.text_line_sample(i, "test", low_res_share=0.0)[0])
+        small, small_text, _ = textlines.text_line_sample(i, "test", low_res_share=1.0)
+        assert small_text == text and small.shape == standard.shape
+        assert sharpness(small) < sharpness(standard)
+    softer = sum(sharpness(textlines.text_line_sample(i, "train")[0])
+                 < 0.9 * sharpness(textlines.text_line_sample(i, "train", low_res_share=0.0)[0]) for i in range(60))
+    assert 0.08 * 60 <= softer <= 0.45 * 60  # about LOW_RES_SHARE of the train lines (the mildest look unchanged)
+
+
 @pytest.mark.parametrize("layout,size", [("TD1", (480, 720, 3)), ("TD3", (600, 840, 3))])
 def test_document_sample(layout, size):
     image, fields, info = documents.document_sample(1, "train", layout=layout)
