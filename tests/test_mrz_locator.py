@@ -194,7 +194,8 @@ def test_mrz_reading_score_prefers_lines_that_read_as_a_valid_mrz():
     line_1, line_2 = "P<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<<<<<<<<<", "L898902C36UTO7408122F1204159ZE184226B<<<<<10"
     score = document_reader.mrz_reading_score
     valid, broken = score([line_1, line_2]), score([line_1, line_2[:-1] + "1"])  # the composite check digit wrong
-    misread = score([line_1, line_2[:-2] + "0"])  # one character short: no parse
+    misread = score([line_1, line_2[:-3]])  # three characters short: beyond mending, no parse
+    assert score([line_1, line_2[:-3] + line_2[-2:]]) == valid  # a filler short: mended (mrz.correct_reading)
     visual_zone = score(["Date of expiry 15 APR 12 Signature", line_1])
     assert valid > broken > misread > visual_zone
     assert valid[:2] == (1, 1.0) and broken[0] == 1 and broken[1] < 1 and misread[0] == 0
