@@ -101,8 +101,8 @@ def test_a_band_without_text_rows_is_refused_by_name():
 
 
 def read_with_locator(ocr_dir, locator_dir) -> list[dict]:
-    """Run in a fresh process: read_document with the approved locator and OCR on generated test documents, also
-    turned by a quarter and a half turn."""
+    """Run in a fresh process: read_document with the approved locator and OCR on generated test documents, turned
+    0, 90, 180 and 270 degrees in turn."""
     import tensorflow as tf
 
     from veid_ml import export
@@ -114,28 +114,28 @@ def read_with_locator(ocr_dir, locator_dir) -> list[dict]:
         return locator(image=tf.constant(x[None, :, :, None]))["band_logits_q10"].numpy()[0]
 
     results = []
-    for index in range(6):
+    for index in range(8):
         layout = ("TD1", "TD3")[index % 2]
         image, fields, _ = documents.document_sample(index, "test", 42, layout)
-        image = np.rot90(image, k=index % 3).copy()  # 0, 90 and 180 degrees
+        image = np.rot90(image, k=index % 4).copy()
         try:
             doc = document_reader.read_document(image, ocr, band_logits)
             lines = doc["mrz_lines"]
         except ValueError:
             lines = []
         truth = fields["mrz"]
-        results.append({"count": len(lines) == len(truth),
+        results.append({"count": len(lines) == len(truth), "exact": lines == truth,
                         "lines": sum(a == b for a, b in zip(lines, truth)), "of": len(truth)})
     return results
 
 
 def test_the_approved_locator_finds_the_mrz_of_generated_documents_any_way_up():
-    """Six generated documents at 0, 90 and 180 degrees: the approved locator and OCR read the right number of lines
-    on five or more, and most lines exactly."""
+    """Eight generated documents, two at each quarter turn: the approved locator and OCR read seven or more exactly,
+    at least one each way up (the locator's "up" is sometimes wrong: the reader also reads the band turned round)."""
     results = run_in_fresh_process(read_with_locator, approved_model_dir("ocr_extraction"),
                                    approved_model_dir("mrz_locator"))
-    assert sum(r["count"] for r in results) >= 5, results
-    assert sum(r["lines"] for r in results) >= 0.6 * sum(r["of"] for r in results), results
+    assert sum(r["exact"] for r in results) >= 7, results
+    assert all(results[k]["exact"] or results[k + 4]["exact"] for k in range(4)), results
 
 
 def test_a_band_found_over_one_line_is_widened_to_its_neighbours(monkeypatch):

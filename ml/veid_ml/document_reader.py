@@ -261,6 +261,7 @@ def locate(image_rgb: np.ndarray, band_logits=None, read_lines=None) -> LocatedD
 
 
 CANDIDATE_BANDS = 3  # locator groups looked at, the heaviest first, until one reads as an MRZ with valid checks
+MAX_ROWS_READ = 40  # rows read while locating, at most: a photo full of text that never reads as an MRZ stays fast
 
 
 def mrz_reading_score(texts: list[str]) -> tuple:
@@ -312,26 +313,40 @@ def _locate_by_band(gray: np.ndarray, band_logits, read_lines=None) -> LocatedDo
 
 def _read_best_rows(gray: np.ndarray, candidates: list[np.ndarray], read_lines) -> tuple:
     """The 2 or 3 consecutive text rows (fitted lines), their band's corners and their reading, over the candidate
-    bands (each cut with MARGIN, then WIDE_MARGIN), whose reading has the best mrz_reading_score; the first that parses
-    with every check valid ends the search."""
-    best_key, best = None, None
-    for rank, corners in enumerate(candidates):
-        for wide, margin in enumerate((mrz_locator.MARGIN, mrz_locator.WIDE_MARGIN)):
-            band = mrz_locator.band_image(gray, corners, margin)
-            rows = [box for box, _ in band_rows(band, mrz_locator.band_columns(corners, gray.shape))]
-            if len(rows) < 2:
-                continue
-            lines = np.stack([fit_line(band[y0:y1, x0:x1]) for x0, y0, x1, y1 in rows])
-            texts, confidences = read_lines(lines)
-            for n in (2, 3):
-                for i in range(len(rows) - n + 1):
-                    key = (*mrz_reading_score(texts[i:i + n]), -rank, -wide)
-                    if best_key is None or key > best_key:
-                        best_key, best = key, (lines[i:i + n], corners, (texts[i:i + n], confidences[i:i + n]))
-            if best_key[:2] == (1, 1.0):
-                return best
+    bands (each cut with MARGIN, then WIDE_MARGIN unless already half the photo's height, each also turned 180
+    degrees: the locator's "up" can be wrong),
+    whose reading has the best mrz_reading_score; the first that parses with every check valid ends the search, and
+    so does a band whose rows would take the rows read past MAX_ROWS_READ."""
+    best_key, best, read = None, None, 0
+    for rank, upright in enumerate(candidates):
+        # widened only while under half the photo's shorter side: an MRZ is at most a third of its card (TD1), and a
+        # band already that tall holds its neighbours (widening it would cost a black-hat over the whole photo)
+        small = np.linalg.norm(upright[3] - upright[0]) < min(gray.shape) / 2
+        margins = (mrz_locator.MARGIN, mrz_locator.WIDE_MARGIN) if small else (mrz_locator.MARGIN,)
+        for wide, margin in enumerate(margins):
+            for turned, corners in enumerate((upright, upright[[2, 3, 0, 1]])):
+                band = mrz_locator.band_image(gray, corners, margin)
+                rows = [box for box, _ in band_rows(band, mrz_locator.band_columns(corners, gray.shape))]
+                if len(rows) < 2:
+                    continue
+                read += len(rows)
+                if read > MAX_ROWS_READ:
+                    return _best_or_raise(best)
+                lines = np.stack([fit_line(band[y0:y1, x0:x1]) for x0, y0, x1, y1 in rows])
+                texts, confidences = read_lines(lines)
+                for n in (2, 3):
+                    for i in range(len(rows) - n + 1):
+                        key = (*mrz_reading_score(texts[i:i + n]), -rank, -wide, -turned)
+                        if best_key is None or key > best_key:
+                            best_key, best = key, (lines[i:i + n], corners, (texts[i:i + n], confidences[i:i + n]))
+                if best_key[:2] == (1, 1.0):
+                    return best
+    return _best_or_raise(best)
+
+
+def _best_or_raise(best):
     if best is None:
-        raise ValueError("found fewer than 2 MRZ text rows in every band the locator marks")
+        raise ValueError("found no 2 MRZ text rows in the bands the locator marks")
     return best
 
 
