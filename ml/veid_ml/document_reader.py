@@ -275,7 +275,7 @@ def mrz_reading_score(texts: list[str]) -> tuple:
         parsed, held = 1, sum(checks.values()) / len(checks)
     except ValueError:
         parsed, held = 0, 0.0
-    width = 30 if len(lines) == 3 else min((36, 44), key=lambda w: abs(np.mean([len(t) for t in lines]) - w))
+    width = mrz.reading_width(lines)
     likeness = np.mean([max(0.0, 1 - abs(len(t) - width) / width) * sum(c in mrz.MRZ_CHARS for c in t) / max(1, len(t))
                         + 0.5 * ("<<" in t) for t in lines])
     return parsed, held, float(likeness)
@@ -314,9 +314,9 @@ def _locate_by_band(gray: np.ndarray, band_logits, read_lines=None) -> LocatedDo
 def _read_best_rows(gray: np.ndarray, candidates: list[np.ndarray], read_lines) -> tuple:
     """The 2 or 3 consecutive text rows (fitted lines), their band's corners and their reading, over the candidate
     bands (each cut with MARGIN, then WIDE_MARGIN unless already half the photo's height, each also turned 180
-    degrees: the locator's "up" can be wrong),
-    whose reading has the best mrz_reading_score; the first that parses with every check valid ends the search, and
-    so does a band whose rows would take the rows read past MAX_ROWS_READ."""
+    degrees: the locator's "up" can be wrong), whose reading has the best mrz_reading_score; the first that parses
+    with every check valid ends the search, and so does a band whose rows would take the rows read past
+    MAX_ROWS_READ."""
     best_key, best, read = None, None, 0
     for rank, upright in enumerate(candidates):
         # widened only while under half the photo's shorter side: an MRZ is at most a third of its card (TD1), and a
@@ -385,8 +385,11 @@ def parse(located: LocatedDocument, texts: list[str], confidences: list[list[flo
 def read_document(image_rgb: np.ndarray, ocr_serving, band_logits=None) -> dict:
     """Read a photographed TD1 card or TD3 passport page: locate (band_logits: see locate), recognise every line in
     one batch, parse."""
-    located = locate(image_rgb, band_logits, lambda lines: recognise(ocr_serving, lines))
-    return parse(located, *read_located(located, lambda lines: recognise(ocr_serving, lines)))
+    def read_lines(lines):
+        return recognise(ocr_serving, lines)
+
+    located = locate(image_rgb, band_logits, read_lines)
+    return parse(located, *read_located(located, read_lines))
 
 
 def read_located(located: LocatedDocument, read_lines) -> tuple[list[str], list[list[float]]]:

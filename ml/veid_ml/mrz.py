@@ -276,6 +276,16 @@ _CHECKED_NUMBERS = {"TD1": [(0, 5, 14)], "TD2": [(1, 0, 9)], "MRV-B": [(1, 0, 9)
 MAX_AMBIGUOUS = 4  # O/0 characters in one number whose spellings are tried (2^4 = 16)
 
 
+def reading_width(lines: list[str]) -> int | None:
+    """The line width the format of a reading of this many lines has: 30 for three lines, 36 or 44 for two (whichever
+    is nearer their mean length), None for any other count."""
+    if len(lines) == 3:
+        return 30
+    if len(lines) == 2:
+        return 44 if sum(len(line) for line in lines) / 2 > 40 else 36
+    return None
+
+
 def correct_reading(lines: list[str], confidences: list[list[float]] | None = None):
     """A recogniser's reading of MRZ lines (spaces already dropped) as MRZ characters: (lines, confidences).
 
@@ -291,11 +301,8 @@ def correct_reading(lines: list[str], confidences: list[list[float]] | None = No
     was misread. A mended run's fillers all get its lowest confidence."""
     lines = ["".join(_FOLD.get(c, c) for c in line) for line in lines]
     confidences = [list(c) for c in confidences] if confidences is not None else None
-    if len(lines) == 3:
-        width = 30
-    elif len(lines) == 2:
-        width = 44 if sum(len(line) for line in lines) / 2 > 40 else 36
-    else:
+    width = reading_width(lines)
+    if width is None:
         return lines, confidences
     fmt = {30: "TD1", 36: "TD2", 44: "TD3"}[width]
     if fmt != "TD1" and lines[0][:1] == "V":

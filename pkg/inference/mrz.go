@@ -219,8 +219,15 @@ func orderedChecks(checks map[string]bool, order ...string) []Check {
 
 // Reading a recognised MRZ: mrz.correct_reading (without confidences), line for line.
 var (
-	foldFrom   = []rune("abcdefghijklmnopqrstuvwxyzÀÁÂÄÅÇÈÉÊËÍÎÏÑÓÔÖØÚÛÜàáâäåçèéêëíîïñóôöøúûü")
-	foldTo     = []rune("ABCDEFGHIJKLMNOPQRSTUVWXYZAAAAACEEEEIIINOOOOUUUAAAAACEEEEIIINOOOOUUU")
+	fold = func() map[rune]rune { // mrz._FOLD
+		from := []rune("abcdefghijklmnopqrstuvwxyzÀÁÂÄÅÇÈÉÊËÍÎÏÑÓÔÖØÚÛÜàáâäåçèéêëíîïñóôöøúûü")
+		to := []rune("ABCDEFGHIJKLMNOPQRSTUVWXYZAAAAACEEEEIIINOOOOUUUAAAAACEEEEIIINOOOOUUU")
+		m := make(map[rune]rune, len(from))
+		for i, r := range from {
+			m[r] = to[i]
+		}
+		return m
+	}()
 	asDigit    = map[rune]rune{'O': '0', 'I': '1', 'Z': '2', 'S': '5', 'G': '6', 'B': '8'}
 	asLetter   = map[rune]rune{'0': 'O', '1': 'I', '2': 'Z', '5': 'S', '6': 'G', '8': 'B'}
 	secondLine = strings.Repeat("x", 9) + "N" + "AAA" + strings.Repeat("N", 7) + "A" + strings.Repeat("N", 7)
@@ -288,10 +295,6 @@ func spellByCheck(number []rune, digit rune) []rune {
 // characters off its format's width mended in its longest filler run, look-alike digits and letters swapped where
 // the position allows only the other kind, a number's O and 0 spelt as its check digit allows (one way only).
 func CorrectReading(lines []string) []string {
-	fold := make(map[rune]rune, len(foldFrom))
-	for i, r := range foldFrom {
-		fold[r] = foldTo[i]
-	}
 	out := make([][]rune, len(lines))
 	total := 0
 	for i, line := range lines {
