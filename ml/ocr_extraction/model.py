@@ -141,7 +141,10 @@ def integer_program(model: keras.Model, calibration):
 def integer_signature(program):
     """The governed serving_default: "image" uint8 [None, 32, 512, 1] (the line crop, grey 0..255) -> "labels",
     "lengths" and "text" as the float twin's, "char_confidences_bp" int32 [N, T] (each decoded character's softmax
-    probability in bp, 0 in the padding) and "alphabet". Greedy decoding by integer argmax, ties to the lowest class."""
+    probability in bp, 0 in the padding), "alphabet", and "logits_q" int32 [N, T, 1 + len(alphabet)] (class 0 the
+    CTC blank; real logit = q * float("logit_scale"), a decimal string) for decoders that know what a line must hold
+    (veid_ml.mrz_decode: integer sums of logits, the same on every CPU). Greedy decoding by integer argmax, ties to
+    the lowest class."""
     from veid_ml import integer
 
     @tf.function(input_signature=[tf.TensorSpec([None, HEIGHT, WIDTH, 1], tf.uint8, name="image")])
@@ -151,6 +154,7 @@ def integer_signature(program):
         confidence = integer.softmax_max_bp(tf, logits, program.output_scale)
         labels, lengths, char_confidences = decode_best_path(best, confidence, 0)
         return {"labels": labels, "lengths": lengths, "char_confidences_bp": char_confidences,
-                "text": labels_to_text(labels), "alphabet": tf.constant(ALPHABET)}
+                "text": labels_to_text(labels), "alphabet": tf.constant(ALPHABET), "logits_q": logits,
+                "logit_scale": tf.constant(repr(float(program.output_scale)))}
 
     return serve
