@@ -228,3 +228,44 @@ def read_decoy_page(ocr_dir) -> list[str]:
 def test_locate_keeps_the_rows_that_read_as_an_mrz():
     assert run_in_fresh_process(read_decoy_page, approved_model_dir("ocr_extraction")) == [
         "P<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<<<<<<<<<", "L898902C36UTO7408122F1204159ZE184226B<<<<<10"]
+
+
+def annotated_page() -> tuple[np.ndarray, np.ndarray]:
+    """A passport page whose MRZ has arrows drawn from a box to its characters, and a locator map that marks only the
+    printed text at the top (no group over the MRZ)."""
+    lines = ["P<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<<<<<<<<<", "L898902C36UTO7408122F1204159ZE184226B<<<<<10"]
+    page = Image.new("L", (640, 400), 235)
+    draw = ImageDraw.Draw(page)
+    draw.text((40, 40), "PASSPORT  UTOPIA  ERIKSSON ANNA MARIA", font=font(MRZ_FONT, 18), fill=20)
+    draw.text((40, 68), "12 AUG 74  F  15 APR 12  ZENITH", font=font(MRZ_FONT, 18), fill=20)
+    for i, line in enumerate(lines):
+        draw.text((40, 292 + 28 * i), line, font=font(MRZ_FONT, 18), fill=20)
+    draw.rectangle((300, 230, 400, 250), outline=60)
+    for x in (120, 330, 560):  # arrows from the box down to characters of both lines
+        draw.line((350, 250, x, 322), fill=60, width=1)
+        draw.rectangle((x - 8, 318, x + 8, 346), outline=60)
+    logits = np.full((GRID, GRID, 2), -5.0)
+    logits[3:9, 3:50, 0] = 9.0
+    logits[3:6, 3:50, 1] = 9.0
+    return np.stack([np.asarray(page)] * 3, axis=-1), logits
+
+
+def test_the_fallback_finds_long_text_lines_the_locator_missed():
+    rgb, _ = annotated_page()
+    blocks = document_reader.long_text_blocks(rgb[..., 0])
+    (x0, y0), (x1, y1) = blocks[0][0], blocks[0][2]
+    assert y0 <= 292 and y1 >= 292 + 28 + 18 and x0 <= 45 and x1 >= 560  # both MRZ lines, whole
+    assert document_reader.long_text_blocks(np.full((300, 500), 230, np.uint8)) == []
+
+
+def read_annotated_page(ocr_dir) -> list[str]:
+    """Run in a fresh process: the approved OCR reads annotated_page with its locator map."""
+    from veid_ml import export
+
+    rgb, logits = annotated_page()
+    return document_reader.read_document(rgb, export.load_serving(ocr_dir), lambda x: logits)["mrz_lines"]
+
+
+def test_a_reading_that_never_parses_falls_back_to_long_text_lines():
+    assert run_in_fresh_process(read_annotated_page, approved_model_dir("ocr_extraction")) == [
+        "P<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<<<<<<<<<", "L898902C36UTO7408122F1204159ZE184226B<<<<<10"]

@@ -139,14 +139,15 @@ class Verifier:
         finally:
             self._timed("locate", started)
 
-    def _read_rows(self, rows: np.ndarray) -> tuple[list[str], list[list[float]]]:
+    def _read_rows(self, rows: np.ndarray) -> tuple:
         return document_reader.recognise(self._ocr, rows)
 
-    def recognise_lines(self, lines: np.ndarray) -> tuple[list[str], list[list[float]]]:
+    def recognise_lines(self, lines: np.ndarray) -> tuple:
+        """document_reader.recognise's (texts, confidences, logits), timed."""
         started = time.perf_counter()
-        texts, confidences = document_reader.recognise(self._ocr, lines)
+        reading = document_reader.recognise(self._ocr, lines)
         self._timed("recognise", started)
-        return texts, confidences
+        return reading
 
     # -- public calls ------------------------------------------------------------------------------------------
 
@@ -193,9 +194,9 @@ class Verifier:
         except ValueError as e:
             result["errors"].append(f"no_document_found: {e}")
             return result
-        texts, confidences = document_reader.read_located(located, self.recognise_lines)
+        texts, confidences, logits = document_reader.read_located(located, self.recognise_lines)
         started = time.perf_counter()
-        reading = document_reader.parse(located, texts, confidences)
+        reading = document_reader.parse(located, texts, confidences, logits)
         self._timed("parse", started)
         result.update(layout=reading["layout"], mrz_lines=reading["mrz_lines"], printed_fields=reading["fields"])
         if reading["mrz"] is None:

@@ -15,12 +15,14 @@ The classical path (without band_logits), written for the synthetic documents an
    profile; each line's ink columns give its left and right ends,
 3. printed fields: the zones of the synthetic layout (veid_ml.document_layout), each tightened to its ink,
 4. every line crop is scaled to the recogniser's 32 px height (fit_line) and read in one batch; the MRZ lines are
-   parsed with their check digits (veid_ml.mrz.parse_mrz) and per-character confidences.
+   the reading mended by ICAO 9303's rules (veid_ml.mrz_decode.read_mrz: from the text, else from the logits), parsed
+   with their check digits (veid_ml.mrz.parse_mrz) and per-character confidences.
 
 The field grid is that of the synthetic documents; the classical MRZ search assumes the ICAO band at the bottom.
 No TensorFlow import here: `band_logits` is any callable from the uint8 locator input to its (GRID, GRID, 2) map
-(Verifier.band_logits); `ocr_serving` is any callable taking image=uint8 [N, 32, 512, 1] and returning "text" and
-"char_confidences_bp" (the approved integer graph's serving_default signature).
+(Verifier.band_logits); `ocr_serving` is any callable taking image=uint8 [N, 32, 512, 1] and returning "text",
+"char_confidences_bp", "logits_q", "alphabet" and "logit_scale" (the approved integer graph's serving_default
+signature).
 """
 
 import dataclasses
@@ -28,7 +30,7 @@ import dataclasses
 import cv2
 import numpy as np
 
-from veid_ml import mrz, mrz_locator
+from veid_ml import mrz, mrz_decode, mrz_locator
 from veid_ml.document_layout import FIELD_AREA, MRZ_BAND, MRZ_LINES, PAGE, ROWS, VALUE_RIGHT_MARGIN
 from veid_ml.ocr_contract import fit_line
 
@@ -236,7 +238,7 @@ class LocatedDocument:
     mrz_lines: np.ndarray  # uint8 [n, LINE_HEIGHT, LINE_WIDTH], top to bottom
     field_names: list[str]
     field_lines: np.ndarray  # uint8 [len(field_names), LINE_HEIGHT, LINE_WIDTH]
-    mrz_reading: tuple | None = None  # (texts, confidences) of mrz_lines where locating read them already
+    mrz_reading: tuple | None = None  # (texts, confidences, logits) of mrz_lines where locating read them already
 
 
 def locate(image_rgb: np.ndarray, band_logits=None, read_lines=None) -> LocatedDocument:
@@ -264,12 +266,12 @@ CANDIDATE_BANDS = 3  # locator groups looked at, the heaviest first, until one r
 MAX_ROWS_READ = 40  # rows read while locating, at most: a photo full of text that never reads as an MRZ stays fast
 
 
-def mrz_reading_score(texts: list[str]) -> tuple:
+def mrz_reading_score(texts: list[str], logits: mrz_decode.LineLogits | None = None) -> tuple:
     """How much consecutive recognised lines read like an MRZ, higher is better: lines that parse (mrz.parse_mrz,
-    after mrz.correct_reading) beat any that do not, then the share of check digits that hold; then how near each
+    after mrz_decode.read_mrz) beat any that do not, then the share of check digits that hold; then how near each
     line's length is to its format's width (30 for three lines, 36 or 44 for two) times its share of MRZ characters,
     plus a half for a '<<'."""
-    lines, _ = mrz.correct_reading([t.replace(" ", "") for t in texts])
+    lines, _ = mrz_decode.read_mrz(texts, None, logits)
     try:
         checks = mrz.parse_mrz(lines).checks
         parsed, held = 1, sum(checks.values()) / len(checks)
@@ -313,12 +315,18 @@ def _locate_by_band(gray: np.ndarray, band_logits, read_lines=None) -> LocatedDo
 
 def _read_best_rows(gray: np.ndarray, candidates: list[np.ndarray], read_lines) -> tuple:
     """The 2 or 3 consecutive text rows (fitted lines), their band's corners and their reading, over the candidate
-    bands (each cut with MARGIN, then WIDE_MARGIN unless already half the photo's height, each also turned 180
-    degrees: the locator's "up" can be wrong), whose reading has the best mrz_reading_score; the first that parses
-    with every check valid ends the search, and so does a band whose rows would take the rows read past
-    MAX_ROWS_READ."""
+    bands, then, if no reading parses, the long_text_blocks fallback's (each cut with MARGIN, then WIDE_MARGIN unless
+    already half the photo's height, each also turned 180 degrees: the locator's "up" can be wrong), whose reading
+    has the best mrz_reading_score; the first that parses with every check valid ends the search, and so does a band
+    whose rows would take the rows read past MAX_ROWS_READ."""
     best_key, best, read = None, None, 0
-    for rank, upright in enumerate(candidates):
+
+    def bands():  # the locator's, then, while nothing read parses as an MRZ, the classical fallback's
+        yield from candidates
+        if best_key is None or best_key[0] == 0:
+            yield from long_text_blocks(gray)
+
+    for rank, upright in enumerate(bands()):
         # widened only while under half the photo's shorter side: an MRZ is at most a third of its card (TD1), and a
         # band already that tall holds its neighbours (widening it would cost a black-hat over the whole photo)
         small = np.linalg.norm(upright[3] - upright[0]) < min(gray.shape) / 2
@@ -333,15 +341,49 @@ def _read_best_rows(gray: np.ndarray, candidates: list[np.ndarray], read_lines) 
                 if read > MAX_ROWS_READ:
                     return _best_or_raise(best)
                 lines = np.stack([fit_line(band[y0:y1, x0:x1]) for x0, y0, x1, y1 in rows])
-                texts, confidences = read_lines(lines)
+                texts, confidences, logits = read_lines(lines)
                 for n in (2, 3):
                     for i in range(len(rows) - n + 1):
-                        key = (*mrz_reading_score(texts[i:i + n]), -rank, -wide, -turned)
+                        window = slice(i, i + n)
+                        key = (*mrz_reading_score(texts[window], logits[window]), -rank, -wide, -turned)
                         if best_key is None or key > best_key:
-                            best_key, best = key, (lines[i:i + n], corners, (texts[i:i + n], confidences[i:i + n]))
+                            best_key, best = key, (lines[window], corners,
+                                                   (texts[window], confidences[window], logits[window]))
                 if best_key[:2] == (1, 1.0):
                     return best
     return _best_or_raise(best)
+
+
+TEXT_BLOCKS = 2  # blocks of long text lines the classical fallback offers the reader
+
+
+def long_text_blocks(gray: np.ndarray, count: int = TEXT_BLOCKS) -> list[np.ndarray]:
+    """The classical fallback for a photo in which no band the locator marks reads as an MRZ (arrows and boxes drawn
+    over it, say): blocks of long, level lines of dark print, as upright band corners, the block with the longest
+    line first. Ink (black-hat) is closed across character gaps (a 25th of the width), strokes thinner than a 160th of
+    it are opened away (drawn lines, rules), and lines at least 8 times as long as high and a quarter of the photo's
+    width are grouped while less than two line heights apart."""
+    scale = min(1.0, 800 / gray.shape[1])  # the search runs at most 800 px wide
+    small = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else gray
+    h, w = small.shape
+    _, mask = cv2.threshold(ink_map(small, max(3, w // 60)), 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
+    mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((3, max(3, w // 25)), np.uint8))
+    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((max(3, w // 160), 1), np.uint8))
+    _, _, stats, _ = cv2.connectedComponentsWithStats(mask)
+    lines = sorted((tuple(int(v) for v in box[:4]) for box in stats[1:]
+                    if box[2] >= max(8 * box[3], w / 4) and box[3] >= 3), key=lambda box: box[1])
+    blocks = []
+    for x, y, bw, bh in lines:
+        if blocks and y - max(b[1] + b[3] for b in blocks[-1]) < 2 * bh:
+            blocks[-1].append((x, y, bw, bh))
+        else:
+            blocks.append([(x, y, bw, bh)])
+    corners = []
+    for block in sorted(blocks, key=lambda block: -max(b[2] for b in block))[:count]:
+        x0, y0 = min(b[0] for b in block), min(b[1] for b in block)
+        x1, y1 = max(b[0] + b[2] for b in block), max(b[1] + b[3] for b in block)
+        corners.append(np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], np.float32) / scale)
+    return corners
 
 
 def _best_or_raise(best):
@@ -350,23 +392,25 @@ def _best_or_raise(best):
     return best
 
 
-def recognise(ocr_serving, lines: np.ndarray) -> tuple[list[str], list[list[float]]]:
-    """Texts and per-character confidences of fitted grey lines (uint8 [N, LINE_HEIGHT, LINE_WIDTH]), one batch."""
+def recognise(ocr_serving, lines: np.ndarray) -> tuple[list[str], list[list[float]], mrz_decode.LineLogits]:
+    """Texts, per-character confidences and logits of fitted grey lines (uint8 [N, LINE_HEIGHT, LINE_WIDTH]), one
+    batch."""
     out = ocr_serving(image=np.asarray(lines, np.uint8)[..., None])  # the integer consensus graph: uint8 lines
     texts = [t.decode("utf-8") for t in np.asarray(out["text"])]
     confidences = np.asarray(out["char_confidences_bp"]) / 10000.0
-    return texts, [confidences[i, : len(t)].tolist() for i, t in enumerate(texts)]
+    logits = mrz_decode.LineLogits(np.asarray(out["logits_q"]), np.asarray(out["alphabet"]).item().decode("utf-8"),
+                                   float(np.asarray(out["logit_scale"]).item().decode("ascii")))
+    return texts, [confidences[i, : len(t)].tolist() for i, t in enumerate(texts)], logits
 
 
-def parse(located: LocatedDocument, texts: list[str], confidences: list[list[float]]) -> dict:
-    """The reading of a located document from the recogniser's texts (MRZ lines first, then the printed fields):
-    {"layout", "document_quad" (4 corners in image pixels), "mrz_lines" (spaces dropped, then mrz.correct_reading),
+def parse(located: LocatedDocument, texts: list[str], confidences: list[list[float]],
+          logits: mrz_decode.LineLogits | None = None) -> dict:
+    """The reading of a located document from the recogniser's texts, confidences and logits (MRZ lines first, then
+    the printed fields): {"layout", "document_quad" (4 corners in image pixels), "mrz_lines" (mrz_decode.read_mrz),
     "mrz" (parsed fields, checks, failed_checks, valid, per-field confidences; None if the lines do not form an MRZ),
     "fields" (printed values by name), "field_confidences" (lowest character confidence per printed field)}."""
     n = len(located.mrz_lines)
-    kept = [[(ch, cf) for ch, cf in zip(t, c) if ch != " "] for t, c in zip(texts[:n], confidences[:n])]  # no spaces
-    mrz_lines, mrz_confidences = mrz.correct_reading(["".join(ch for ch, _ in line) for line in kept],
-                                                     [[cf for _, cf in line] for line in kept])
+    mrz_lines, mrz_confidences = mrz_decode.read_mrz(texts[:n], confidences[:n], logits[:n] if logits else None)
     try:
         parsed = mrz.parse_mrz(mrz_lines, mrz_confidences)
         mrz_doc = {**dataclasses.asdict(parsed), "failed_checks": parsed.failed_checks, "valid": parsed.valid}
@@ -392,13 +436,13 @@ def read_document(image_rgb: np.ndarray, ocr_serving, band_logits=None) -> dict:
     return parse(located, *read_located(located, read_lines))
 
 
-def read_located(located: LocatedDocument, read_lines) -> tuple[list[str], list[list[float]]]:
-    """Texts and confidences of the MRZ lines, then the field lines: read_lines (recognise's) reads in one batch what
-    locating has not read already."""
+def read_located(located: LocatedDocument, read_lines) -> tuple[list[str], list[list[float]], mrz_decode.LineLogits]:
+    """Texts, confidences and logits of the MRZ lines, then the field lines: read_lines (recognise's) reads in one
+    batch what locating has not read already."""
     if located.mrz_reading is None:
         return read_lines(np.concatenate([located.mrz_lines, located.field_lines]))
-    texts, confidences = located.mrz_reading
+    texts, confidences, logits = located.mrz_reading
     if len(located.field_lines):
-        field_texts, field_confidences = read_lines(located.field_lines)
-        texts, confidences = texts + field_texts, confidences + field_confidences
-    return texts, confidences
+        field_texts, field_confidences, field_logits = read_lines(located.field_lines)
+        texts, confidences, logits = texts + field_texts, confidences + field_confidences, logits + field_logits
+    return texts, confidences, logits

@@ -253,7 +253,7 @@ def _number_from(r: _Reader, line: int, start: int, optional_line: int, optional
 # Reading a recognised MRZ (correct_reading). The recogniser also reads printed fields, so it has lower case and
 # accents, which an MRZ never has; and on small print it confuses look-alikes that the position's kind tells apart
 # (ICAO 9303 Part 3-7: dates and check digits are digits; document codes, states, nationality, sex and names letters).
-_FOLD = {**{c: c.upper() for c in "abcdefghijklmnopqrstuvwxyz"},
+FOLD = {**{c: c.upper() for c in "abcdefghijklmnopqrstuvwxyz"},
          **dict(zip("ÀÁÂÄÅÇÈÉÊËÍÎÏÑÓÔÖØÚÛÜàáâäåçèéêëíîïñóôöøúûü", "AAAAACEEEEIIINOOOOUUU" * 2))}
 _AS_DIGIT = {"O": "0", "I": "1", "Z": "2", "S": "5", "G": "6", "B": "8"}
 _AS_LETTER = {digit: letter for letter, digit in _AS_DIGIT.items()}
@@ -261,7 +261,7 @@ _AS_LETTER = {digit: letter for letter, digit in _AS_DIGIT.items()}
 # optional data are alphanumeric, and so is a document code's second character, e.g. the US "C1": a look-alike there is
 # left as read).
 _SECOND_LINE_START = "x" * 9 + "N" + "AAA" + "N" * 7 + "A" + "N" * 7  # number, check, nationality, birth, sex, expiry
-_POSITION_KINDS = {
+POSITION_KINDS = {
     "TD1": ("AxAAA" + "x" * 9 + "N" + "x" * 15, "N" * 7 + "A" + "N" * 7 + "AAA" + "x" * 11 + "N", "A" * 30),
     "TD2": ("Ax" + "A" * 34, _SECOND_LINE_START + "x" * 7 + "N"),
     "MRV-B": ("Ax" + "A" * 34, _SECOND_LINE_START + "x" * 8),
@@ -294,12 +294,12 @@ def correct_reading(lines: list[str], confidences: list[list[float]] | None = No
        line starting with 'V' is a visa); a line up to MAX_FILLER_FIX characters off that width gets '<' added to or
        taken from its longest run of fillers (long runs of '<' are where a count slips);
     3. in a line of the format's width, a digit where only letters may stand becomes its look-alike letter (0 -> O,
-       1 -> I, ...) and a letter where only digits may stand its look-alike digit (_POSITION_KINDS);
+       1 -> I, ...) and a letter where only digits may stand its look-alike digit (POSITION_KINDS);
     4. a document (or TD3 personal) number whose check digit fails as read, with 1 to MAX_AMBIGUOUS O or 0 in it,
        takes the one other spelling of its O and 0 for which the check digit holds, if exactly one does.
     Anything else is left as read, so parse_mrz still refuses what is not an MRZ and check digits still catch what
     was misread. A mended run's fillers all get its lowest confidence."""
-    lines = ["".join(_FOLD.get(c, c) for c in line) for line in lines]
+    lines = ["".join(FOLD.get(c, c) for c in line) for line in lines]
     confidences = [list(c) for c in confidences] if confidences is not None else None
     width = reading_width(lines)
     if width is None:
@@ -317,7 +317,7 @@ def correct_reading(lines: list[str], confidences: list[list[float]] | None = No
                 c = confidences[i]
                 filler = [min(c[run.start():run.end()])] * (run.end() - run.start() - off)
                 confidences[i] = c[:run.start()] + filler + c[run.end():]
-    for i, (line, kinds) in enumerate(zip(lines, _POSITION_KINDS[fmt])):
+    for i, (line, kinds) in enumerate(zip(lines, POSITION_KINDS[fmt])):
         if len(line) == width:
             lines[i] = "".join(_AS_LETTER.get(c, c) if k == "A" else _AS_DIGIT.get(c, c) if k == "N" else c
                                for c, k in zip(line, kinds))

@@ -2,6 +2,7 @@ package inference
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -42,36 +43,36 @@ func LocateFailed(message string) *Lines {
 
 // recognise is document_reader.recognise: every line in one batch (uint8, the integer graph's input), the text of
 // each from the model's labels, lengths and alphabet outputs exactly as its own "text" output joins them
-// (ml/ocr_extraction/model.py labels_to_text: label k is alphabet[k], -1 is padding).
-func (v *Verifier) recognise(lines [][]byte) ([]string, error) {
+// (ml/ocr_extraction/model.py labels_to_text: label k is alphabet[k], -1 is padding), and the lines' logits.
+func (v *Verifier) recognise(lines [][]byte) ([]string, *LineLogits, error) {
 	n := len(lines)
 	values := make([]byte, 0, n*LineHeight*LineWidth)
 	for _, line := range lines {
 		if len(line) != LineHeight*LineWidth {
-			return nil, fmt.Errorf("a located line has %d pixels, want %d x %d", len(line), LineHeight, LineWidth)
+			return nil, nil, fmt.Errorf("a located line has %d pixels, want %d x %d", len(line), LineHeight, LineWidth)
 		}
 		values = append(values, line...)
 	}
 	out, err := v.ocr.run("serving_default",
 		map[string]*tensor{"image": uint8Tensor([]int64{int64(n), LineHeight, LineWidth, 1}, values)},
-		"labels", "lengths", "alphabet")
+		"labels", "lengths", "alphabet", "logits_q", "logit_scale")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	labels, err := out["labels"].int32s()
 	if err != nil {
-		return nil, fmt.Errorf("ocr labels: %w", err)
+		return nil, nil, fmt.Errorf("ocr labels: %w", err)
 	}
 	lengths, err := out["lengths"].int32s()
 	if err != nil {
-		return nil, fmt.Errorf("ocr lengths: %w", err)
+		return nil, nil, fmt.Errorf("ocr lengths: %w", err)
 	}
 	if len(out["alphabet"].Strings) != 1 {
-		return nil, fmt.Errorf("ocr alphabet output has %d strings, want 1", len(out["alphabet"].Strings))
+		return nil, nil, fmt.Errorf("ocr alphabet output has %d strings, want 1", len(out["alphabet"].Strings))
 	}
 	alphabet := []rune(out["alphabet"].Strings[0])
 	if len(lengths) != n || n == 0 || len(labels)%n != 0 {
-		return nil, fmt.Errorf("ocr outputs have %d lengths and %d labels for %d lines", len(lengths), len(labels), n)
+		return nil, nil, fmt.Errorf("ocr outputs have %d lengths and %d labels for %d lines", len(lengths), len(labels), n)
 	}
 	steps := len(labels) / n
 	texts := make([]string, n)
@@ -82,16 +83,32 @@ func (v *Verifier) recognise(lines [][]byte) ([]string, error) {
 				continue
 			}
 			if int(k) >= len(alphabet) {
-				return nil, fmt.Errorf("ocr label %d is outside its %d-character alphabet", k, len(alphabet))
+				return nil, nil, fmt.Errorf("ocr label %d is outside its %d-character alphabet", k, len(alphabet))
 			}
 			b.WriteRune(alphabet[k])
 		}
 		texts[i] = b.String()
 		if got := len([]rune(texts[i])); got != int(lengths[i]) {
-			return nil, fmt.Errorf("ocr line %d: %d characters decoded but length output %d", i, got, lengths[i])
+			return nil, nil, fmt.Errorf("ocr line %d: %d characters decoded but length output %d", i, got, lengths[i])
 		}
 	}
-	return texts, nil
+	q, err := out["logits_q"].int32s()
+	if err != nil {
+		return nil, nil, fmt.Errorf("ocr logits_q: %w", err)
+	}
+	if len(out["logit_scale"].Strings) != 1 {
+		return nil, nil, fmt.Errorf("ocr logit_scale output has %d strings, want 1", len(out["logit_scale"].Strings))
+	}
+	scale, err := strconv.ParseFloat(out["logit_scale"].Strings[0], 64)
+	if err != nil || scale <= 0 {
+		return nil, nil, fmt.Errorf("ocr logit_scale %q is not a positive number", out["logit_scale"].Strings[0])
+	}
+	classes := 1 + len(alphabet)
+	if len(q) != n*steps*classes {
+		return nil, nil, fmt.Errorf("ocr logits_q has %d values, want %d lines x %d steps x %d classes", len(q), n,
+			steps, classes)
+	}
+	return texts, &LineLogits{Q: q, Lines: n, Steps: steps, Classes: classes, Alphabet: alphabet, Scale: scale}, nil
 }
 
 // reading is what Verifier._read reports to verify (read_document's fields the result uses).
@@ -103,7 +120,7 @@ type reading struct {
 	errors      []string   // "code" or "code: detail", in Python's order
 }
 
-// read is Verifier._read for located lines: the portrait, the MRZ lines (spaces dropped, then CorrectReading:
+// read is Verifier._read for located lines: the portrait, the MRZ lines (spaces dropped, then readMRZ:
 // document_reader.parse), the parsed MRZ or the reason it could not be read.
 func (v *Verifier) read(faces []Face, lines *Lines) (*reading, error) {
 	r := &reading{mrzLines: []string{}, checks: []Check{}}
@@ -122,14 +139,16 @@ func (v *Verifier) read(faces []Face, lines *Lines) (*reading, error) {
 		return nil, fmt.Errorf("lines: %d located lines with %d MRZ lines and no locate error",
 			len(lines.Images), lines.MRZCount)
 	}
-	texts, err := v.recognise(lines.Images)
+	texts, logits, err := v.recognise(lines.Images)
 	if err != nil {
 		return nil, err
 	}
 	for _, t := range texts[:lines.MRZCount] {
 		r.mrzLines = append(r.mrzLines, strings.ReplaceAll(t, " ", "")) // characters that are spaces are dropped
 	}
-	r.mrzLines = CorrectReading(r.mrzLines)
+	if r.mrzLines, err = readMRZ(r.mrzLines, logits.head(lines.MRZCount)); err != nil {
+		return nil, err
+	}
 	mrz, err := ParseMRZ(r.mrzLines)
 	if err != nil {
 		r.errors = append(r.errors, "mrz_unreadable: the MRZ lines do not have an MRZ's lengths and characters")

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -380,6 +381,45 @@ func TestCorrectReading(t *testing.T) {
 	for _, c := range cases {
 		if got := CorrectReading(c.Read); !reflect.DeepEqual(got, c.Corrected) {
 			t.Errorf("%s: CorrectReading(%q) = %q, want %q", c.Note, c.Read, got, c.Corrected)
+		}
+	}
+}
+
+// TestMRZDecodeCases runs readMRZ on the cases veid_ml.tools.mrz_decode_cases writes (tests/test_mrz_decode.py
+// checks they are current): recogniser logits with the recogniser's known slips, and Python's read_mrz result.
+func TestMRZDecodeCases(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("testdata", "mrz_decode_cases.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Alphabet   string `json:"alphabet"`
+		LogitScale string `json:"logit_scale"`
+		Cases      []struct {
+			Name    string   `json:"name"`
+			Shape   [3]int   `json:"shape"`
+			Entries [][3]int `json:"entries"`
+			Values  []int32  `json:"values"`
+			Texts   []string `json:"texts"`
+			Read    []string `json:"read"`
+		} `json:"cases"`
+	}
+	if err := json.Unmarshal(data, &doc); err != nil {
+		t.Fatal(err)
+	}
+	scale, err := strconv.ParseFloat(doc.LogitScale, 64)
+	if err != nil || len(doc.Cases) == 0 {
+		t.Fatalf("logit_scale %q (%v), %d cases", doc.LogitScale, err, len(doc.Cases))
+	}
+	for _, c := range doc.Cases {
+		l := &LineLogits{Q: make([]int32, c.Shape[0]*c.Shape[1]*c.Shape[2]), Lines: c.Shape[0], Steps: c.Shape[1],
+			Classes: c.Shape[2], Alphabet: []rune(doc.Alphabet), Scale: scale}
+		for i, e := range c.Entries {
+			l.Q[(e[0]*l.Steps+e[1])*l.Classes+e[2]] = c.Values[i]
+		}
+		got, err := readMRZ(c.Texts, l)
+		if err != nil || !reflect.DeepEqual(got, c.Read) {
+			t.Errorf("%s: readMRZ(%q) = %q (%v), want %q", c.Name, c.Texts, got, err, c.Read)
 		}
 	}
 }

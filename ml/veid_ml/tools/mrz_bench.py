@@ -9,8 +9,9 @@ all_check_digits_valid true/false, source_path, note). Every engine reads the wh
              rapidocr-onnxruntime`; RapidOCR is not a project dependency).
 Tesseract's and RapidOCR's text lines go through the same MRZ-candidate selection: lines that, with spaces removed,
 have at least 28 characters and contain '<<'; the last 3 of them when the last one's length is nearest 30 (TD1),
-else the last 2 (36 or 44); then the correction ours applies to its own reading (veid_ml.mrz.correct_reading: case,
-accents, a miscounted filler, look-alikes where a position allows one kind only).
+else the last 2 (36 or 44); then the correction ours applies to its own text (veid_ml.mrz.correct_reading: case,
+accents, a miscounted filler, look-alikes where a position allows one kind only). Ours also decodes its recogniser's
+logits where that text is not a valid MRZ (veid_ml.mrz_decode); the other engines give no logits to decode.
 Scoring, the same for every engine: a predicted line has its spaces removed and is uppercased; it is exact when it
 equals the label's line; a document is exact when it has exactly the labelled number of lines, all exact. "valid"
 counts, among documents labelled all_check_digits_valid=true, those whose prediction is a strict MRZ
