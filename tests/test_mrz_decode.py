@@ -66,6 +66,12 @@ def test_two_fixes_as_cheap_leave_the_reading_as_read():
     assert lines[0][5] == "0" and lines == texts
 
 
+def test_one_change_at_most():
+    """Two misread digits of one document number: both stay misread (no single runner-up mends the number)."""
+    printed, texts, lines = read("two misreads in one number")
+    assert (texts[1][2], texts[1][4]) == ("4", "6") and (lines[1][2], lines[1][4]) == ("4", "6")
+
+
 def test_a_line_too_far_from_its_width_is_not_decoded():
     printed, texts, lines = read("line too short")
     assert lines == printed

@@ -7,8 +7,8 @@ import (
 
 // MRZ lines from the recogniser's logits (veid_ml.mrz_decode, line for line): where the corrected reading does not
 // parse with every check digit valid, or a line's width had to be mended, each line is the best CTC path with
-// exactly its format's width of characters of its positions' kinds, and at most maxChanges characters take a
-// runner-up the check digits need. Integer sums and comparisons only, ties broken as Python breaks them.
+// exactly its format's width of characters of its positions' kinds, and one character may take a runner-up the
+// check digits need. Integer sums and comparisons only, ties broken as Python breaks them.
 
 const (
 	maxGapNats = 3                 // mrz_decode.MAX_GAP_NATS
@@ -244,50 +244,29 @@ func decodeLines(l *LineLogits, format string) ([]string, error) {
 	if validMRZ(lines) {
 		return lines, nil
 	}
-	apply := func(combo []decodeOption) []string {
-		changed := make([][]byte, len(lines))
-		for i, line := range lines {
-			changed[i] = []byte(line)
-		}
-		for _, o := range combo {
-			changed[o.line][o.pos] = o.char
-		}
-		out := make([]string, len(changed))
-		for i, c := range changed {
-			out[i] = string(c)
-		}
-		return out
+	apply := func(o decodeOption) []string {
+		changed := append([]string{}, lines...)
+		line := []byte(changed[o.line])
+		line[o.pos] = o.char
+		changed[o.line] = string(line)
+		return changed
 	}
-	// the cheapest set of at most maxChanges changes (one per position) for which every check digit holds, taken
-	// only if no other set costs the same (Python walks them sorted; the outcome is the same)
+	// the cheapest single change for which every check digit holds, taken only if no other change costs the same
+	// (Python walks them sorted by cost; the outcome is the same)
 	var best []string
 	bestCost, ties := int64(0), 0
-	consider := func(combo []decodeOption, cost int64) {
-		if best != nil && cost > bestCost {
-			return
+	for _, o := range options {
+		if best != nil && o.gap > bestCost {
+			continue
 		}
-		changed := apply(combo)
+		changed := apply(o)
 		if !validMRZ(changed) {
-			return
+			continue
 		}
-		switch {
-		case best == nil || cost < bestCost:
-			best, bestCost, ties = changed, cost, 1
-		default:
+		if best == nil || o.gap < bestCost {
+			best, bestCost, ties = changed, o.gap, 1
+		} else {
 			ties++
-		}
-	}
-	for a := range options {
-		consider(options[a:a+1], options[a].gap)
-	}
-	if maxChanges >= 2 {
-		for a := range options {
-			for b := a + 1; b < len(options); b++ {
-				if options[a].line == options[b].line && options[a].pos == options[b].pos {
-					continue
-				}
-				consider([]decodeOption{options[a], options[b]}, options[a].gap+options[b].gap)
-			}
 		}
 	}
 	if best != nil && ties == 1 {

@@ -31,6 +31,7 @@ CASES = {
     "filler read as X": {"lines": _TD1, "swap": [[0, 20, "X", 0.2]]},
     "forged check digit": {"lines": [_TD3[0], _TD3[1][:9] + "7" + _TD3[1][10:]]},
     "two fixes as cheap": {"lines": _TD1, "swap": [[0, 5, "0", 0.2]], "runner_up": [[0, 5, "N"]]},
+    "two misreads in one number": {"lines": _TD3, "swap": [[1, 2, "4", 0.2], [1, 4, "6", 0.2]]},
     "line too short": {"lines": [_TD1[0], _TD1[1], _TD1[2][:25]]},
     "dropped and look-alike": {"lines": _TD1, "weak": [[2, 3, 0.3]], "swap": [[1, 3, "B", 0.1]]},
 }
