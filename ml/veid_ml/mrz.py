@@ -254,7 +254,7 @@ def _number_from(r: _Reader, line: int, start: int, optional_line: int, optional
 # accents, which an MRZ never has; and on small print it confuses look-alikes that the position's kind tells apart
 # (ICAO 9303 Part 3-7: dates and check digits are digits; document codes, states, nationality, sex and names letters).
 FOLD = {**{c: c.upper() for c in "abcdefghijklmnopqrstuvwxyz"},
-         **dict(zip("ÀÁÂÄÅÇÈÉÊËÍÎÏÑÓÔÖØÚÛÜàáâäåçèéêëíîïñóôöøúûü", "AAAAACEEEEIIINOOOOUUU" * 2))}
+        **dict(zip("ÀÁÂÄÅÇÈÉÊËÍÎÏÑÓÔÖØÚÛÜàáâäåçèéêëíîïñóôöøúûü", "AAAAACEEEEIIINOOOOUUU" * 2))}
 _AS_DIGIT = {"O": "0", "I": "1", "Z": "2", "S": "5", "G": "6", "B": "8"}
 _AS_LETTER = {digit: letter for letter, digit in _AS_DIGIT.items()}
 # What each position may hold, per format: A letters or '<', N digits or '<', x anything (document numbers and

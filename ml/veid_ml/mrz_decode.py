@@ -2,8 +2,9 @@
 
 The recogniser's greedy reading (the best class per step, repeats merged, blanks dropped) can drop a character (an 'I'
 under a hologram), add one, or take a look-alike ('5' for 'S' in a document number). mrz.correct_reading mends what
-the text alone shows. When that reading does not parse with every check digit valid, read_mrz decodes the lines again
-from the logits (the OCR's "logits_q", real = q * scale):
+the text alone shows. When that reading does not parse with every check digit valid, or a line's width had to be
+mended (a names line has no check digit to catch a '<' put in the wrong run), read_mrz decodes the lines again from
+the logits (the OCR's "logits_q", real = q * scale):
 
 1. each line is the best CTC path -- the largest sum of step logits -- with exactly its format's width of characters,
    each one a character its position may hold (mrz position kinds: letters or '<', digits or '<', anything). A
