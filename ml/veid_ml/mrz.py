@@ -286,6 +286,18 @@ def reading_width(lines: list[str]) -> int | None:
     return None
 
 
+def reading_format(lines: list[str]) -> tuple[str, int] | None:
+    """(format, width) a reading's line count and lengths point to: reading_width's, and a two-line reading whose
+    first line starts with 'V' is a visa (MRV-B, MRV-A); None for any other line count."""
+    width = reading_width(lines)
+    if width is None:
+        return None
+    fmt = {30: "TD1", 36: "TD2", 44: "TD3"}[width]
+    if fmt != "TD1" and lines[0][:1] == "V":
+        fmt = {"TD2": "MRV-B", "TD3": "MRV-A"}[fmt]
+    return fmt, width
+
+
 def correct_reading(lines: list[str], confidences: list[list[float]] | None = None):
     """A recogniser's reading of MRZ lines (spaces already dropped) as MRZ characters: (lines, confidences).
 
@@ -301,12 +313,10 @@ def correct_reading(lines: list[str], confidences: list[list[float]] | None = No
     was misread. A mended run's fillers all get its lowest confidence."""
     lines = ["".join(FOLD.get(c, c) for c in line) for line in lines]
     confidences = [list(c) for c in confidences] if confidences is not None else None
-    width = reading_width(lines)
-    if width is None:
+    found = reading_format(lines)
+    if found is None:
         return lines, confidences
-    fmt = {30: "TD1", 36: "TD2", 44: "TD3"}[width]
-    if fmt != "TD1" and lines[0][:1] == "V":
-        fmt = {"TD2": "MRV-B", "TD3": "MRV-A"}[fmt]
+    fmt, width = found
     for i, line in enumerate(lines):
         off = len(line) - width
         runs = [m for m in re.finditer("<{2,}", line) if m.end() - m.start() > max(off, 0)]

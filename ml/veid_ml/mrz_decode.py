@@ -120,17 +120,6 @@ def best_path(logits: np.ndarray, allowed: np.ndarray) -> list[tuple[int, int, i
     return path[::-1]
 
 
-def _format(lines: list[str]) -> tuple[str, int] | None:
-    """(format, width) the reading's line count and lengths point to (as mrz.correct_reading tells them)."""
-    width = mrz.reading_width(lines)
-    if width is None:
-        return None
-    fmt = {30: "TD1", 36: "TD2", 44: "TD3"}[width]
-    if fmt != "TD1" and lines[0][:1] == "V":
-        fmt = {"TD2": "MRV-B", "TD3": "MRV-A"}[fmt]
-    return fmt, width
-
-
 def _valid(lines: list[str]) -> bool:
     try:
         return mrz.parse_mrz(lines).valid
@@ -186,13 +175,11 @@ def read_mrz(texts: list[str], confidences: list[list[float]] | None = None,
     (spaces dropped). Where the lines' logits are given, every line was read within mrz.MAX_FILLER_FIX characters of
     its format's width, and the correction does not parse with every check digit valid or had to mend a line's
     width (a names line has no check digit to catch a '<' added in the wrong run): decode_lines, taken if valid."""
-    given = confidences is not None
-    confidences = confidences if given else [[0.0] * len(t) for t in texts]
-    kept = [[(ch, cf) for ch, cf in zip(t, c) if ch != " "] for t, c in zip(texts, confidences)]  # spaces dropped
-    lines, corrected = mrz.correct_reading(["".join(ch for ch, _ in line) for line in kept],
-                                           [[cf for _, cf in line] for line in kept])
-    corrected = corrected if given else None
-    found = _format(lines)
+    kept = [t.replace(" ", "") for t in texts]  # a space is never an MRZ character
+    if confidences is not None:
+        confidences = [[cf for ch, cf in zip(t, c) if ch != " "] for t, c in zip(texts, confidences)]
+    lines, corrected = mrz.correct_reading(kept, confidences)
+    found = mrz.reading_format(lines)
     if logits is None or found is None or any(abs(len(line) - found[1]) > mrz.MAX_FILLER_FIX for line in kept):
         return lines, corrected
     if _valid(lines) and all(len(line) == found[1] for line in kept):  # a '<' run mended is a guess the logits check

@@ -296,7 +296,6 @@ func spellByCheck(number []rune, digit rune) []rune {
 // the position allows only the other kind, a number's O and 0 spelt as its check digit allows (one way only).
 func CorrectReading(lines []string) []string {
 	out := make([][]rune, len(lines))
-	total := 0
 	for i, line := range lines {
 		for _, r := range line {
 			if f, ok := fold[r]; ok {
@@ -304,7 +303,6 @@ func CorrectReading(lines []string) []string {
 			}
 			out[i] = append(out[i], r)
 		}
-		total += len(out[i])
 	}
 	strs := func() []string {
 		s := make([]string, len(out))
@@ -313,20 +311,9 @@ func CorrectReading(lines []string) []string {
 		}
 		return s
 	}
-	width := 0
-	switch {
-	case len(out) == 3:
-		width = 30
-	case len(out) == 2 && total > 80: // the mean length nearer 44 than 36
-		width = 44
-	case len(out) == 2:
-		width = 36
-	default:
+	format, width := readingFormat(strs())
+	if width == 0 {
 		return strs()
-	}
-	format := map[int]string{30: "TD1", 36: "TD2", 44: "TD3"}[width]
-	if format != "TD1" && len(out[0]) > 0 && out[0][0] == 'V' {
-		format = map[string]string{"TD2": "MRV-B", "TD3": "MRV-A"}[format]
 	}
 	for i, line := range out {
 		off := len(line) - width

@@ -39,11 +39,10 @@ func (l *LineLogits) at(line, step, class int) int64 {
 	return int64(l.Q[(line*l.Steps+step)*l.Classes+class])
 }
 
-// charLogits is mrz_decode.char_logits for one line: per step, the blank's logit then each MRZ character's (the
-// largest of the classes that fold into it).
-func (l *LineLogits) charLogits(line int) [][]int64 {
+// mrzClasses is mrz_decode.mrz_classes: for each MRZ character, the recogniser classes that fold into it.
+func mrzClasses(alphabet []rune) [][]int {
 	classes := make([][]int, len(mrzChars))
-	for k, r := range l.Alphabet {
+	for k, r := range alphabet {
 		if f, ok := fold[r]; ok {
 			r = f
 		}
@@ -51,6 +50,12 @@ func (l *LineLogits) charLogits(line int) [][]int64 {
 			classes[i] = append(classes[i], k+1)
 		}
 	}
+	return classes
+}
+
+// charLogits is mrz_decode.char_logits for one line: per step, the blank's logit then each MRZ character's (the
+// largest of its classes).
+func (l *LineLogits) charLogits(line int, classes [][]int) [][]int64 {
 	scores := make([][]int64, l.Steps)
 	for t := range scores {
 		scores[t] = make([]int64, 1+len(mrzChars))
@@ -215,11 +220,11 @@ type decodeOption struct {
 
 // decodeLines is mrz_decode.decode_lines (without the confidences): the lines of one MRZ of `format`.
 func decodeLines(l *LineLogits, format string) ([]string, error) {
-	maxGap := int64(float64(maxGapNats) / l.Scale)
+	maxGap, classes := int64(float64(maxGapNats)/l.Scale), mrzClasses(l.Alphabet)
 	var lines []string
 	var options []decodeOption
 	for i, kinds := range positionKinds[format] {
-		scores, allowed := l.charLogits(i), allowedChars(kinds)
+		scores, allowed := l.charLogits(i, classes), allowedChars(kinds)
 		path, err := bestPath(scores, allowed)
 		if err != nil {
 			return nil, err
@@ -280,7 +285,7 @@ func decodeLines(l *LineLogits, format string) ([]string, error) {
 // not valid or mended a width, decodeLines taken if valid.
 func readMRZ(texts []string, l *LineLogits) ([]string, error) {
 	lines := CorrectReading(texts)
-	width := readingWidth(lines)
+	format, width := readingFormat(lines)
 	if l == nil || width == 0 {
 		return lines, nil
 	}
@@ -295,10 +300,6 @@ func readMRZ(texts []string, l *LineLogits) ([]string, error) {
 	if validMRZ(lines) && !mended {
 		return lines, nil
 	}
-	format := map[int]string{30: "TD1", 36: "TD2", 44: "TD3"}[width]
-	if format != "TD1" && strings.HasPrefix(lines[0], "V") {
-		format = map[string]string{"TD2": "MRV-B", "TD3": "MRV-A"}[format]
-	}
 	if l.Lines != len(lines) {
 		return nil, fmt.Errorf("%d lines of logits for %d MRZ lines", l.Lines, len(lines))
 	}
@@ -312,16 +313,23 @@ func readMRZ(texts []string, l *LineLogits) ([]string, error) {
 	return lines, nil
 }
 
-// readingWidth is mrz.reading_width (0 for no format): 30 for three lines, 36 or 44 for two.
-func readingWidth(lines []string) int {
-	switch len(lines) {
-	case 3:
-		return 30
-	case 2:
-		if len([]rune(lines[0]))+len([]rune(lines[1])) > 80 {
-			return 44
-		}
-		return 36
+// readingFormat is mrz.reading_format ("" and 0 for no format): 30 wide for three lines, 36 or 44 for two (the
+// mean length nearer 44 than 36), a two-line reading whose first line starts with 'V' a visa.
+func readingFormat(lines []string) (string, int) {
+	var format string
+	var width int
+	switch {
+	case len(lines) == 3:
+		format, width = "TD1", 30
+	case len(lines) == 2 && len([]rune(lines[0]))+len([]rune(lines[1])) > 80:
+		format, width = "TD3", 44
+	case len(lines) == 2:
+		format, width = "TD2", 36
+	default:
+		return "", 0
 	}
-	return 0
+	if format != "TD1" && strings.HasPrefix(lines[0], "V") {
+		format = map[string]string{"TD2": "MRV-B", "TD3": "MRV-A"}[format]
+	}
+	return format, width
 }
